@@ -1,0 +1,24 @@
+"""The ``[x86]`` section of a machine config."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kvmbase.units import Address
+
+from kvm_x86 import layout
+
+
+class X86Config(BaseModel):
+    """Settings of the x86-64 long-mode machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stack_top: Address = Field(
+        layout.STACK_TOP, description="Initial RSP of the boot CPU (16-byte aligned)."
+    )
+    tss_rsp0: Address | None = Field(
+        None,
+        description="Stack the CPU switches to on an exception from CPL3 "
+        "(TSS.RSP0); stack_top when unset.",
+    )

@@ -1,0 +1,51 @@
+"""The kvmbase plugin entry point of the x86-64 architecture."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kvmbase.arch import ArchDescription
+from kvmbase.hookspecs import hookimpl
+
+import kvm_x86
+from kvm_x86.config import X86Config
+from kvm_x86.cpu import X86KvmCPU, io_address
+from kvm_x86.guests import guest_path
+from kvm_x86.machine import setup_machine
+from kvm_x86.thread_context import X86ThreadContext
+
+DEMO_MMIO_ADDRESS = 0xD0000000
+
+
+def demo_config() -> Mapping[str, Any]:
+    """The bundled demo: UART on COM1, a scratch MMIO device, the demo image."""
+    return {
+        "arch": "x86",
+        "vm": {"ram_size": "16MiB"},
+        "devices": [
+            {"type": "uart16550", "name": "uart0", "port": 0x3F8},
+            {"type": "mmio-scratch", "name": "scratch0", "address": DEMO_MMIO_ADDRESS},
+        ],
+        "image": {"path": str(guest_path("demo.bin")), "load_address": 0x100000},
+    }
+
+
+DESCRIPTION = ArchDescription(
+    name="x86",
+    summary="x86-64 guests in flat 64-bit long mode",
+    distribution="kvm-x86",
+    version=kvm_x86.__version__,
+    host_machines=("x86_64",),
+    cpu_class=X86KvmCPU,
+    thread_context_class=X86ThreadContext,
+    config_model=X86Config,
+    setup_machine=setup_machine,
+    port_address=io_address,
+    demo_config=demo_config,
+)
+
+
+@hookimpl
+def kvmbase_register_arch() -> ArchDescription:
+    return DESCRIPTION
