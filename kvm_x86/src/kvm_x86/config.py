@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kvmbase.units import Address
-
 from kvm_x86 import layout
+from kvmbase.units import Address
 
 
 class X86Config(BaseModel):
@@ -15,10 +14,10 @@ class X86Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stack_top: Address = Field(
-        layout.STACK_TOP, description="Initial RSP of the boot CPU (16-byte aligned)."
+        default=layout.STACK_TOP, description="Initial RSP of the boot CPU (16-byte aligned)."
     )
     tss_rsp0: Address | None = Field(
-        None,
+        default=None,
         description="Stack the CPU switches to on an exception from CPL3 "
         "(TSS.RSP0); stack_top when unset.",
     )

@@ -6,15 +6,14 @@ import shutil
 import subprocess
 from typing import Any, ClassVar
 
-from kvmbase.abi import ffi
-from kvmbase.cpu import BaseKvmCPU
-from kvmbase.errors import EmulationFailureError
-from kvmbase.plugins import dump_sections as plugin_dump_sections
-
 from kvm_x86 import abi
 from kvm_x86.abi import GPR_NAMES, IO_SPACE_BASE, SEGMENT_FIELDS, SEGMENT_NAMES
 from kvm_x86.cpuid import supported_cpuid
 from kvm_x86.thread_context import DescriptorTable, Segment, X86ThreadContext
+from kvmbase.abi import ffi
+from kvmbase.cpu import BaseKvmCPU
+from kvmbase.errors import EmulationFailureError
+from kvmbase.plugins import dump_sections as plugin_dump_sections
 
 SECTIONS = ("regs", "sregs", "fpu")
 
@@ -168,7 +167,7 @@ class X86KvmCPU(BaseKvmCPU):
                 regs = ffi.new("struct kvm_regs *")
                 self.vcpu_ioctl(abi.KVM_GET_REGS, regs, action="dumping registers")
                 result["regs"] = {
-                    name: int(getattr(regs, name)) for name in GPR_NAMES + ("rip", "rflags")
+                    name: int(getattr(regs, name)) for name in (*GPR_NAMES, "rip", "rflags")
                 }
             elif section == "sregs":
                 sregs = ffi.new("struct kvm_sregs *")

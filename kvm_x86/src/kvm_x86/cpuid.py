@@ -5,11 +5,10 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+from kvm_x86 import abi
 from kvmbase.abi import ffi
 from kvmbase.errors import KvmIoctlError
 from kvmbase.kvm import Kvm
-
-from kvm_x86 import abi
 
 _E2BIG = 7
 _cache: weakref.WeakKeyDictionary[Kvm, Any] = weakref.WeakKeyDictionary()

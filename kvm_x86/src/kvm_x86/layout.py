@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from kvmbase.sim.system import System
-
 from kvm_x86.thread_context import DescriptorTable, Segment, X86ThreadContext
+from kvmbase.sim.system import System
 
 PML4: Final = 0x1000
 PDPT: Final = 0x2000

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from kvmbase.errors import ConfigurationError
-from kvmbase.machine import Machine
-
 from kvm_x86 import layout
 from kvm_x86.config import X86Config
 from kvm_x86.cpu import X86KvmCPU
+from kvmbase.errors import ConfigurationError
+from kvmbase.machine import Machine
 
 MIN_RAM = 2 << 20
 

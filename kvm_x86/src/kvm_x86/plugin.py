@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kvmbase.arch import ArchDescription
-from kvmbase.hookspecs import hookimpl
-
 import kvm_x86
 from kvm_x86.config import X86Config
 from kvm_x86.cpu import X86KvmCPU, io_address
 from kvm_x86.guests import guest_path
 from kvm_x86.machine import setup_machine
 from kvm_x86.thread_context import X86ThreadContext
+from kvmbase.arch import ArchDescription
+from kvmbase.hookspecs import hookimpl
 
 DEMO_MMIO_ADDRESS = 0xD0000000
 

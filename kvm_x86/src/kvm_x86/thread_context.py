@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from kvmbase.sim.thread_context import ThreadContext
-
 from kvm_x86.abi import CONTROL_NAMES, GPR_NAMES, SEGMENT_NAMES
+from kvmbase.sim.thread_context import ThreadContext
 
 
 @dataclass
@@ -59,7 +58,10 @@ class X86ThreadContext(ThreadContext):
 
     arch: ClassVar[str] = "x86"
     register_names: ClassVar[tuple[str, ...]] = (
-        GPR_NAMES + ("rip", "rflags") + CONTROL_NAMES
+        *GPR_NAMES,
+        "rip",
+        "rflags",
+        *CONTROL_NAMES,
     )
 
     def __init__(self) -> None:

@@ -610,6 +610,8 @@ def _unknown_key_message(key: object, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(key), names, n=1)
     if close:
         return f"unknown key; did you mean {close[0]!r}?"
+    if not names:
+        return "unknown key"
     return "unknown key; expected one of: " + ", ".join(names)
 
 
@@ -720,7 +722,7 @@ def _parse(text: str, suffix: str) -> object:
         raise _SyntaxProblem(f"invalid JSON: {error}") from error
 
 
-class _SyntaxProblem(Exception):
+class _SyntaxProblem(Exception):  # noqa: N818 - internal signal, not an error type
     """A file that does not parse; carries the message for the issue."""
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import abc
 import enum
 import fcntl
+import logging
 import mmap
 import signal
 import struct
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -57,6 +57,8 @@ KICK_SIGNAL = signal.SIGRTMIN
 # fcntl.ioctl retries EINTR from Python 3.14 on, which would swallow kicks;
 # there KVM_RUN goes through libc via cffi instead.
 _FCNTL_RUN = sys.version_info < (3, 14)
+
+log = logging.getLogger(__name__)
 
 _EINTR = 4
 _PACKERS = {size: struct.Struct(fmt) for size, fmt in ((1, "<B"), (2, "<H"), (4, "<I"), (8, "<Q"))}
@@ -224,7 +226,7 @@ class BaseKvmCPU(abc.ABC):
         if self.thread.status is ThreadStatus.ACTIVE:
             self.activate_context()
 
-    def arch_startup(self) -> None:
+    def arch_startup(self) -> None:  # noqa: B027 - optional, empty by default
         """Architecture set-up once the vCPU exists (before it first runs)."""
 
     def close(self) -> None:
@@ -434,7 +436,8 @@ class BaseKvmCPU(abc.ABC):
         self.stats.num_cycles += int(host_cycles * self.config.host_factor)
         if instructions is not None:
             self.stats.committed_insts += instructions.read() - base_insts
-        return int(host_cycles * self.config.host_factor * 10**12 / self.config.host_freq)
+        ticks: int = int(host_cycles * self.config.host_factor * 10**12 / self.config.host_freq)
+        return ticks
 
     def _enter_kvm(self) -> None:
         """``KVM_RUN`` once; a signal or immediate exit reads as KVM_EXIT_INTR."""
@@ -486,8 +489,11 @@ class BaseKvmCPU(abc.ABC):
             self.counters.close()
             self.counters = open_guest_counters()
             if self.counters.cycles is None:
-                self._warn_once("perf", f"{self.name}: {self.counters.reason}; guest time "
-                                "comes from the host clock")
+                self._warn_once(
+                    "perf",
+                    f"{self.name}: {self.counters.reason}; guest time comes from the host clock",
+                    logging.INFO,
+                )
         if self._kick_before_start:
             self._kick_before_start = False
             signal.pthread_kill(self._vcpu_thread, KICK_SIGNAL)
@@ -562,7 +568,7 @@ class BaseKvmCPU(abc.ABC):
     def handle_kvm_exit(self) -> int:
         """Serve the exit in ``kvm_run``; return the ticks the service took."""
         self.state = RUNNING
-        reason = self._run.exit_reason
+        reason: int = self._run.exit_reason
         if reason < _EXIT_TABLE_SIZE:
             return self._exit_handlers[reason]()
         return self.handle_unexpected_exit()
@@ -707,10 +713,10 @@ class BaseKvmCPU(abc.ABC):
         except Exception as exc:  # a dump must never hide the error it explains
             return {"dump_failed": str(exc)}
 
-    def _warn_once(self, key: str, message: str) -> None:
+    def _warn_once(self, key: str, message: str, level: int = logging.WARNING) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            log.log(level, message)
 
     # ------------------------------------------------------------------
     # Memory-mapped IO
@@ -878,7 +884,9 @@ class BaseKvmCPU(abc.ABC):
         inspected right after the switch.
         """
         if not other.switched_out:
-            raise SimulationError(f"{other.name} must be switched out before {self.name} takes over")
+            raise SimulationError(
+                f"{other.name} must be switched out before {self.name} takes over"
+            )
         if self.state is not IDLE or self.tick_event.scheduled:
             raise SimulationError(f"{self.name}: take_over_from while {self.state.value}")
         self.startup()

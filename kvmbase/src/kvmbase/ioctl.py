@@ -30,10 +30,7 @@ def kvm_ioctl(
 
     ``arg`` is an int, or a cdata pointer to the request's struct.
     """
-    if isinstance(arg, int):
-        carg = ffi.cast(_ULONG, arg)
-    else:
-        carg = ffi.cast(_VOIDP, arg)
+    carg = ffi.cast(_ULONG, arg) if isinstance(arg, int) else ffi.cast(_VOIDP, arg)
     result: int = libc.ioctl(fd, request, carg)
     if result < 0:
         raise KvmIoctlError(

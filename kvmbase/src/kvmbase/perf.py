@@ -89,7 +89,7 @@ class PerfCounter:
         if fd < 0:
             code = ffi.errno
             raise OSError(code, os.strerror(code))
-        self.fd = int(fd)
+        self.fd: int = int(fd)
 
     def read(self) -> int:
         return int.from_bytes(os.read(self.fd, 8), "little")

@@ -49,7 +49,8 @@ class _Registry:
                 plugin = entry.load()
                 self.manager.register(plugin, name=entry.name)
             except Exception as exc:  # one broken plugin must not hide the others
-                self.broken.append(BrokenPlugin(entry.name, distribution, f"{type(exc).__name__}: {exc}"))
+                error = f"{type(exc).__name__}: {exc}"
+                self.broken.append(BrokenPlugin(entry.name, distribution, error))
                 continue
             self.distributions[entry.name] = distribution
 

@@ -101,8 +101,9 @@ _ADDRESS_RE: Final = re.compile(
 # JSON Schema patterns for the string forms.  They mirror the regexes above
 # (ECMA-262 syntax, which these simple patterns share with Python's re); they
 # cannot express the numeric limits, which the parsers still check.
-FREQUENCY_PATTERN: Final = r"^\s*(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?\s*([kKMGg]?[Hh][Zz]|s|ms|us|µs|μs|ns|ps)?\s*$"
-SIZE_PATTERN: Final = r"^\s*(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?\s*(B|KiB|MiB|GiB|TiB|kB|KB|MB|GB|TB)?\s*$"
+_NUMBER_PATTERN = r"^\s*(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?\s*"
+FREQUENCY_PATTERN: Final = _NUMBER_PATTERN + r"([kKMGg]?[Hh][Zz]|s|ms|us|µs|μs|ns|ps)?\s*$"
+SIZE_PATTERN: Final = _NUMBER_PATTERN + r"(B|KiB|MiB|GiB|TiB|kB|KB|MB|GB|TB)?\s*$"
 ADDRESS_PATTERN: Final = r"^\s*(0[xX](_?[0-9a-fA-F])+|\d(_?\d)*)\s*$"
 
 
@@ -119,7 +120,7 @@ def parse_frequency(value: str | float) -> int:
     # bool is an int subclass, but True is never a meant frequency.
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         # pydantic turns only ValueError into a validation error.
-        raise ValueError(f"{value!r} is not a frequency: {_FREQUENCY_FORMS}")  # noqa: TRY004
+        raise ValueError(f"{value!r} is not a frequency: {_FREQUENCY_FORMS}")
     if isinstance(value, int):
         if value <= 0:
             raise ValueError(f"{value!r} is not a frequency: it must be positive")
@@ -164,7 +165,7 @@ def parse_size(value: str | int) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         # pydantic turns only ValueError into a validation error.
-        raise ValueError(f"{value!r} is not a size: {_SIZE_FORMS}")  # noqa: TRY004
+        raise ValueError(f"{value!r} is not a size: {_SIZE_FORMS}")
     if isinstance(value, int):
         size = Decimal(value)
     else:
@@ -190,7 +191,7 @@ def parse_address(value: str | int) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         # pydantic turns only ValueError into a validation error.
-        raise ValueError(f"{value!r} is not an address: {_ADDRESS_FORMS}")  # noqa: TRY004
+        raise ValueError(f"{value!r} is not an address: {_ADDRESS_FORMS}")
     if isinstance(value, int):
         address = value
     else:

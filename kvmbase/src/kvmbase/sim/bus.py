@@ -51,7 +51,7 @@ class Device:
 class BusMapping:
     """One device mapped at ``[start, end)``."""
 
-    __slots__ = ("start", "end", "device")
+    __slots__ = ("device", "end", "start")
 
     def __init__(self, start: int, end: int, device: Device) -> None:
         self.start = start

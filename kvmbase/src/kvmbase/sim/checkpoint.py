@@ -139,7 +139,7 @@ def restore_checkpoint(
         if len(data) != region["size"] or hashlib.sha256(data).hexdigest() != region["sha256"]:
             raise CheckpointError(f"{root / region['file']} is damaged (size or digest mismatch)")
         contents.append(data)
-    for memory, data in zip(system.memories, contents):
+    for memory, data in zip(system.memories, contents, strict=True):
         memory.view[:] = data
     for name, state in manifest["devices"].items():
         devices[name].unserialize(state)

@@ -21,7 +21,7 @@ def ticks_from_frequency(frequency_hz: int) -> int:
 class Event:
     """Something to happen at a tick: a callback, scheduled at most once."""
 
-    __slots__ = ("callback", "name", "priority", "when", "scheduled", "_sequence")
+    __slots__ = ("_sequence", "callback", "name", "priority", "scheduled", "when")
 
     def __init__(
         self, callback: Callable[[], None], name: str, priority: int = DEFAULT_PRIORITY

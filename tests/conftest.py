@@ -1,0 +1,72 @@
+"""Test-suite rules shared by every distribution's tests.
+
+* ``@pytest.mark.kvm`` tests need a usable ``/dev/kvm``; without one they are
+  skipped with the reason.
+* A test may skip only for something the host lacks, through
+  :func:`skip_host_lacks`.  With ``--strict-skips`` (``.ci/run`` passes it)
+  the run fails if any other skip happened, or if a KVM test was skipped
+  while ``/dev/kvm`` is usable.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kvmbase.kvm import kvm_usable
+
+HOST_LACKS = "host lacks: "
+
+KVM_USABLE, KVM_REASON = kvm_usable()
+
+
+def skip_host_lacks(what: str) -> None:
+    """Skip the running test because the host lacks ``what``."""
+    pytest.skip(HOST_LACKS + what)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--strict-skips",
+        action="store_true",
+        help="fail the run when a test this host could run was skipped",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kvm: needs a usable /dev/kvm")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if KVM_USABLE:
+        return
+    marker = pytest.mark.skip(reason=HOST_LACKS + f"a usable /dev/kvm ({KVM_REASON})")
+    for item in items:
+        if "kvm" in item.keywords:
+            item.add_marker(marker)
+
+
+_bad_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not report.skipped:
+        return
+    reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    if not reason.startswith(HOST_LACKS):
+        _bad_skips.append(f"{report.nodeid}: {reason}")
+    elif KVM_USABLE and "/dev/kvm" in reason:
+        _bad_skips.append(f"{report.nodeid}: skipped for /dev/kvm, which is usable")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if session.config.getoption("--strict-skips") and _bad_skips:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if terminalreporter.config.getoption("--strict-skips") and _bad_skips:
+        terminalreporter.section("skips this host should not have (--strict-skips)")
+        for line in _bad_skips:
+            terminalreporter.line(line)
