@@ -149,6 +149,9 @@ class BaseKvmCPU(abc.ABC):
         self._pending_accesses = 0
         self._vcpu_thread: int | None = None
         self._kick_before_start = False
+        #: kick with kvm_run.immediate_exit where the host has it; set False
+        #: before startup() to use gem5's signal-only method everywhere
+        self.prefer_immediate_exit = True
         self._immediate_exit = False
         self._run_timer = RunTimer(KICK_SIGNAL)
         self.counters = GuestCounters(None, None, "not opened")
@@ -215,7 +218,7 @@ class BaseKvmCPU(abc.ABC):
             self._ring_entries_offset = offset + ffi.offsetof(
                 "struct kvm_coalesced_mmio_ring", "coalesced_mmio"
             )
-        self._immediate_exit = kvm.cap_immediate_exit
+        self._immediate_exit = self.prefer_immediate_exit and kvm.cap_immediate_exit
         self._exit_handlers = self._base_exit_handlers()
         from kvmbase.plugins import collect_exit_handlers, notify_vcpu_started
 
@@ -510,6 +513,11 @@ class BaseKvmCPU(abc.ABC):
         buffer = ffi.new("char[]", 4 + abi.KERNEL_SIGSET_BYTES)
         struct.pack_into("<IQ", ffi.buffer(buffer), 0, abi.KERNEL_SIGSET_BYTES, bits)
         self.vcpu_ioctl(abi.KVM_SET_SIGNAL_MASK, buffer, action="setting the signal mask")
+
+    @property
+    def kick_method(self) -> str:
+        """``immediate_exit`` or ``signal`` (gem5's KVM_SET_SIGNAL_MASK scheme)."""
+        return "immediate_exit" if self._immediate_exit else "signal"
 
     def kick(self) -> None:
         """Force the vCPU out of ``KVM_RUN`` soon; callable from any thread.

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 
 from kvmbase import abi
-from kvmbase.errors import KvmbaseError, KvmUnavailableError
+from kvmbase.errors import KvmbaseError, KvmIoctlError, KvmUnavailableError, errno_name
 from kvmbase.ioctl import kvm_ioctl
 
 DEFAULT_DEVICE = "/dev/kvm"
@@ -67,7 +67,13 @@ class Kvm:
         except OSError as exc:
             raise KvmUnavailableError.from_os_error(path, exc) from None
         try:
-            self.api_version = self._ioctl(abi.KVM_GET_API_VERSION, action="API version")
+            try:
+                self.api_version = self._ioctl(abi.KVM_GET_API_VERSION, action="API version")
+            except KvmIoctlError as exc:
+                raise KvmUnavailableError(
+                    path, f"not a KVM device (KVM_GET_API_VERSION: {errno_name(exc.errno)})",
+                    exc.errno,
+                ) from None
             if self.api_version != abi.KVM_API_VERSION:
                 raise KvmUnavailableError(
                     path,

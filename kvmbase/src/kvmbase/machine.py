@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -199,11 +199,23 @@ class Machine:
         return path
 
     @classmethod
-    def restore(cls, directory: str | os.PathLike[str], **kwargs: Any) -> Machine:
-        """Build the checkpointed machine and load its state."""
+    def restore(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        before_load: Callable[[Machine], None] | None = None,
+        **kwargs: Any,
+    ) -> Machine:
+        """Build the checkpointed machine and load its state.
+
+        ``before_load(machine)`` runs between building and loading: the place
+        to add devices the config does not describe (``add_device``).
+        """
         manifest = read_manifest(directory)
         machine = cls.from_data(manifest["config"], **kwargs)
         try:
+            if before_load is not None:
+                before_load(machine)
             # Before start-up the CPUs are idle; starting them schedules
             # the ones whose restored thread is active.
             restore_checkpoint(directory, machine.system, manifest)

@@ -25,7 +25,7 @@ def assemble(source: Path, output: Path, *, link_address: int = LINK_ADDRESS) ->
     with tempfile.TemporaryDirectory() as work:
         obj = Path(work) / "guest.o"
         elf = Path(work) / "guest.elf"
-        run = [str(tools["as"]), "--64", "-o", str(obj), str(source)]
+        run = [str(tools["as"]), "--64", "-I", str(source.parent), "-o", str(obj), str(source)]
         link = [str(tools["ld"]), "-m", "elf_x86_64", "-nostdlib", "-N",
                 f"-Ttext={link_address:#x}", "-o", str(elf), str(obj)]
         flat = [str(tools["objcopy"]), "-O", "binary", str(elf), str(output)]
