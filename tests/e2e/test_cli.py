@@ -1,0 +1,182 @@
+"""The kvmbase command as a person runs it: output, exit status, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kvm_x86.guests import guest_path
+
+KVMBASE = [sys.executable, "-m", "kvmbase.cli"]
+
+
+def kvmbase(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*KVMBASE, *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str], status: int) -> None:
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+DEMO_LINES = [
+    "kvmbase demo: hello from a 64-bit guest",
+    "MMIO: scratch device at 0xd0000000 read back what was written",
+    "dropping to ring 3 for the compute loop",
+    "ring 3: running xorshift64",
+]
+
+
+@pytest.mark.kvm
+def test_run_without_arguments_runs_the_demo_and_prints_statistics() -> None:
+    result = kvmbase("run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:4] == DEMO_LINES
+    assert lines[4].startswith("ring 3: result 0x")
+    assert lines[5] == "ring 0 again (hlt in ring 3 faulted); halting"
+    assert "statistics of cpu0" in result.stdout
+    for name in ("num_vm_exits", "num_io", "num_mmio", "num_halt", "committed_insts"):
+        assert name in result.stdout
+    assert "all CPUs halted (code 0)" in result.stdout
+
+
+@pytest.mark.kvm
+def test_run_json_reports_the_statistics() -> None:
+    result = kvmbase("run", "--json", "--uart", "none")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    stats = data["statistics"]["cpu0"]
+    assert data["result"]["cause"] == "all CPUs halted"
+    assert stats["num_halt"] == 1
+    assert stats["num_mmio"] == 4
+    # Every character goes out with an LSR poll (in) and the data (out).
+    assert stats["num_io"] % 2 == 0 and stats["num_io"] > 400
+    assert stats["num_vm_exits"] == stats["num_io"] + stats["num_mmio"] + 1
+
+
+@pytest.mark.kvm
+def test_run_a_config_file(tmp_path: Path) -> None:
+    output = tmp_path / "uart.txt"
+    config = tmp_path / "machine.toml"
+    config.write_text(
+        f"""
+arch = "x86"
+[vm]
+ram_size = "32MiB"
+[[devices]]
+type = "uart16550"
+name = "com1"
+port = 0x3F8
+output = "{output}"
+[[devices]]
+type = "mmio-scratch"
+name = "scratch0"
+address = 0xD0000000
+[image]
+path = "{guest_path('demo.bin')}"
+[x86]
+stack_top = 0x80000
+"""
+    )
+    result = kvmbase("run", str(config), "--no-stats")
+    assert result.returncode == 0, result.stderr
+    assert output.read_text().splitlines()[:4] == DEMO_LINES
+    assert "statistics" not in result.stdout
+    assert "all CPUs halted" in result.stdout
+
+
+@pytest.mark.kvm
+def test_guest_failure_is_one_message_with_registers(
+    guest_dir: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "machine.json"
+    config.write_text(
+        json.dumps({"arch": "x86", "image": {"path": str(guest_dir / "triple.bin")}})
+    )
+    result = kvmbase("run", str(config))
+    assert_clean_failure(result, 1)
+    assert "guest error: vCPU 0: the guest shut the CPU down" in result.stderr
+    assert "triple fault" in result.stderr
+    assert "rip" in result.stderr
+
+
+def test_bad_config_reports_every_error_with_its_field(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "arch: x86\n"
+        "cpu: {host_factor: -1}\n"
+        "vm: {ram_size: 17}\n"
+        "devices:\n"
+        "  - {type: uart16550, name: u, port: 0x3F8, address: 0x1000}\n"
+        "x86: {stack_tops: 1}\n"
+    )
+    for command in (("run", str(config)), ("config", "check", str(config))):
+        result = kvmbase(*command)
+        assert_clean_failure(result, 2)
+        for path in ("cpu.host_factor", "vm.ram_size", "devices.0", "x86.stack_tops"):
+            assert path in result.stderr, (path, result.stderr)
+        assert str(config) in result.stderr
+
+
+def test_config_check_accepts_a_good_file(tmp_path: Path) -> None:
+    config = tmp_path / "good.json"
+    config.write_text(json.dumps({"arch": "x86", "vm": {"ram_size": "4MiB"}}))
+    result = kvmbase("config", "check", str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{config}: ok (arch x86, 0 devices)"
+
+
+def test_config_schema_is_json_with_the_plugin_section() -> None:
+    result = kvmbase("config", "schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert "x86" in schema["properties"]
+    assert "ram_size" in json.dumps(schema)
+
+
+def test_missing_kvm_device_is_one_clear_message() -> None:
+    result = kvmbase("--kvm-device", "/nonexistent/kvm", "run")
+    assert_clean_failure(result, 1)
+    assert result.stderr.startswith("kvmbase: error: cannot use /nonexistent/kvm")
+    assert "ENOENT" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("device", "words"),
+    [("/dev/null", "not a KVM device"), ("/", "EISDIR")],
+)
+def test_unusable_kvm_device_is_one_clear_message(device: str, words: str) -> None:
+    for command in (("run",), ("caps",)):
+        result = kvmbase("--kvm-device", device, *command)
+        assert_clean_failure(result, 1)
+        assert words in result.stderr
+
+
+@pytest.mark.kvm
+def test_caps_names_the_flavour_and_the_capabilities() -> None:
+    result = kvmbase("caps", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["host"]["API version"] == 12
+    assert data["host"]["KVM flavour"] in {"kvm_intel", "kvm_amd", "kvm_pvm", "kvm"}
+    assert data["capabilities"]["USER_MEMORY"] == 1
+    assert set(data["capabilities"]) >= {"IMMEDIATE_EXIT", "COALESCED_MMIO", "ONE_REG"}
+    text = kvmbase("caps").stdout
+    assert "KVM_CAP_IMMEDIATE_EXIT" in text and "guest cycle counter" in text
+
+
+@pytest.mark.kvm
+def test_plugins_lists_x86_as_runnable() -> None:
+    result = kvmbase("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    (x86,) = [row for row in json.loads(result.stdout)["architectures"] if row["name"] == "x86"]
+    assert x86["distribution"] == "kvm-x86"
+    assert x86["runs here"] is True
+    assert "x86_64" in x86["hosts"]
