@@ -68,7 +68,7 @@ ExitHandler = Callable[[], int]
 
 
 class RunState(enum.Enum):
-    """Where the vCPU is in its run cycle (gem5's ``Status``)."""
+    """Where the vCPU is in its run cycle."""
 
     #: not scheduled: halted, suspended, drained or switched out
     IDLE = "idle"
@@ -248,7 +248,7 @@ class BaseKvmCPU(abc.ABC):
 
     @property
     def run_struct(self) -> Any:
-        """The ``struct kvm_run`` cdata of this vCPU (gem5's getKvmRunState)."""
+        """The ``struct kvm_run`` cdata of this vCPU."""
         return self._run
 
     def guest_data(self, offset: int, length: int) -> memoryview:
@@ -363,7 +363,11 @@ class BaseKvmCPU(abc.ABC):
                     if self._drain_pending:
                         delay = self.kvm_run_drain()
                     else:
-                        delay = self.kvm_run(queue.next_stop() - queue.cur_tick)
+                        stop = queue.next_stop()
+                        # Nothing due: run without a deadline (no timer).
+                        delay = self.kvm_run(
+                            MAX_TICK if stop == MAX_TICK else stop - queue.cur_tick
+                        )
                     if self.state is IDLE:
                         # Suspended before entering KVM: nothing ran.
                         return
