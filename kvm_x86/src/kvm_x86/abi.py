@@ -57,6 +57,10 @@ ffi.cdef(
         __u32 pad2;
     };
 
+    struct kvm_xsave {
+        __u32 region[1024];
+    };
+
     struct kvm_cpuid_entry2 {
         __u32 function;
         __u32 index;
@@ -84,6 +88,8 @@ KVM_SET_SREGS: Final = iow(abi.KVMIO, 0x84, "struct kvm_sregs")
 KVM_GET_FPU: Final = ior(abi.KVMIO, 0x8C, "struct kvm_fpu")
 KVM_SET_FPU: Final = iow(abi.KVMIO, 0x8D, "struct kvm_fpu")
 KVM_SET_CPUID2: Final = iow(abi.KVMIO, 0x90, "struct kvm_cpuid2")
+KVM_GET_XSAVE: Final = ior(abi.KVMIO, 0xA4, "struct kvm_xsave")
+KVM_SET_XSAVE: Final = iow(abi.KVMIO, 0xA5, "struct kvm_xsave")
 
 abi.register_ioctl_names(
     {
@@ -95,6 +101,8 @@ abi.register_ioctl_names(
         "KVM_GET_FPU": KVM_GET_FPU,
         "KVM_SET_FPU": KVM_SET_FPU,
         "KVM_SET_CPUID2": KVM_SET_CPUID2,
+        "KVM_GET_XSAVE": KVM_GET_XSAVE,
+        "KVM_SET_XSAVE": KVM_SET_XSAVE,
     }
 )
 

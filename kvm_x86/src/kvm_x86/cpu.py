@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from kvm_x86 import abi
 from kvm_x86.abi import GPR_NAMES, IO_SPACE_BASE, SEGMENT_FIELDS, SEGMENT_NAMES
 from kvm_x86.cpuid import supported_cpuid
+from kvm_x86.fpu import FpuSync
 from kvm_x86.thread_context import DescriptorTable, Segment, X86ThreadContext
 from kvmbase.abi import ffi
 from kvmbase.cpu import BaseKvmCPU
@@ -35,11 +36,12 @@ class X86KvmCPU(BaseKvmCPU):
         # Reused for every sync: the state ioctls allocate nothing.
         self._kvm_regs = ffi.new("struct kvm_regs *")
         self._kvm_sregs = ffi.new("struct kvm_sregs *")
-        self._kvm_fpu = ffi.new("struct kvm_fpu *")
+        self._fpu_sync = FpuSync(use_xsave=False)
 
     def arch_startup(self) -> None:
         # KVM checks EFER against the guest's CPUID (LME needs LM), so the
         # CPUID goes in before any state does.
+        self._fpu_sync = FpuSync(use_xsave=self.vm.kvm.cap_xsave)
         table = supported_cpuid(self.vm.kvm)
         self.vcpu_ioctl(abi.KVM_SET_CPUID2, table, action="setting CPUID")
 
@@ -68,20 +70,7 @@ class X86KvmCPU(BaseKvmCPU):
             sregs.interrupt_bitmap[index] = word
         self.vcpu_ioctl(abi.KVM_SET_SREGS, sregs, action="writing special registers")
 
-        fpu = self._kvm_fpu
-        state = tc.fpu
-        for index, row in enumerate(state.fpr):
-            ffi.memmove(fpu.fpr[index], row, 16)
-        for index, row in enumerate(state.xmm):
-            ffi.memmove(fpu.xmm[index], row, 16)
-        fpu.fcw, fpu.fsw, fpu.ftwx = state.fcw, state.fsw, state.ftwx
-        fpu.last_opcode, fpu.last_ip, fpu.last_dp = (
-            state.last_opcode,
-            state.last_ip,
-            state.last_dp,
-        )
-        fpu.mxcsr = state.mxcsr
-        self.vcpu_ioctl(abi.KVM_SET_FPU, fpu, action="writing x87/SSE state")
+        self._fpu_sync.write(tc.fpu, self.vcpu_ioctl)
 
     def update_thread_context(self) -> None:
         tc = self.thread
@@ -106,18 +95,7 @@ class X86KvmCPU(BaseKvmCPU):
             values[name] = getattr(sregs, name)
         tc.interrupt_bitmap = [int(word) for word in sregs.interrupt_bitmap]
 
-        fpu = self._kvm_fpu
-        self.vcpu_ioctl(abi.KVM_GET_FPU, fpu, action="reading x87/SSE state")
-        state = tc.fpu
-        state.fpr = [bytes(ffi.buffer(fpu.fpr[index])) for index in range(8)]
-        state.xmm = [bytes(ffi.buffer(fpu.xmm[index])) for index in range(16)]
-        state.fcw, state.fsw, state.ftwx = fpu.fcw, fpu.fsw, fpu.ftwx
-        state.last_opcode, state.last_ip, state.last_dp = (
-            fpu.last_opcode,
-            fpu.last_ip,
-            fpu.last_dp,
-        )
-        state.mxcsr = fpu.mxcsr
+        tc.fpu = self._fpu_sync.read(self.vcpu_ioctl)
 
     # -- exits ----------------------------------------------------------
     def handle_io_exit(self) -> int:
@@ -186,18 +164,17 @@ class X86KvmCPU(BaseKvmCPU):
                     "interrupt_bitmap": [int(word) for word in sregs.interrupt_bitmap],
                 }
             elif section == "fpu":
-                fpu = ffi.new("struct kvm_fpu *")
-                self.vcpu_ioctl(abi.KVM_GET_FPU, fpu, action="dumping x87/SSE state")
+                state = FpuSync(self._fpu_sync.use_xsave).read(self.vcpu_ioctl)
                 result["fpu"] = {
-                    "fcw": int(fpu.fcw),
-                    "fsw": int(fpu.fsw),
-                    "ftwx": int(fpu.ftwx),
-                    "last_opcode": int(fpu.last_opcode),
-                    "last_ip": int(fpu.last_ip),
-                    "last_dp": int(fpu.last_dp),
-                    "mxcsr": int(fpu.mxcsr),
-                    "st": [bytes(ffi.buffer(fpu.fpr[i]))[:10].hex() for i in range(8)],
-                    "xmm": [bytes(ffi.buffer(fpu.xmm[i])).hex() for i in range(16)],
+                    "fcw": state.fcw,
+                    "fsw": state.fsw,
+                    "ftwx": state.ftwx,
+                    "last_opcode": state.last_opcode,
+                    "last_ip": state.last_ip,
+                    "last_dp": state.last_dp,
+                    "mxcsr": state.mxcsr,
+                    "st": [row[:10].hex() for row in state.fpr],
+                    "xmm": [row.hex() for row in state.xmm],
                 }
             elif section in extra:
                 result[section] = extra[section]()
