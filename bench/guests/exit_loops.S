@@ -30,6 +30,10 @@
  *   0x58 pf_entry       IDT vector 14 (#PF): reports CR2 and halts.
  *   0x60 df_entry       IDT vector 8 (#DF): reports and halts.
  *   0x68 other_entry    every other IDT vector: reports and halts.
+ *   0x70 compute_marked out %eax to port 0xE4 (one exit, a start mark), then
+ *                       compute_loop: lets a driver stop once after its
+ *                       start-up and time the compute run alone (bench/
+ *                       exit_bench.py's framework compute loop).
  *
  * Probe registers: R14 = method used to go from CPL0 to CPL3, both for the
  * first drop and for every handler's return (0 iretq, 1 sysretq, 2 sysexitq,
@@ -115,7 +119,8 @@ _start:
         SLOT    0x58, pf_entry
         SLOT    0x60, df_entry
         SLOT    0x68, other_entry
-        .org    0x70, 0xcc
+        SLOT    0x70, compute_marked
+        .org    0x78, 0xcc
 
 /* ---- benchmark loops ------------------------------------------------- */
 
@@ -132,6 +137,8 @@ mmio_loop:
         mov     %eax, (%rdx)
         jmp     1b
 
+compute_marked:
+        out     %eax, $PORT_MARK
 compute_loop:
         call    compute_core
         out     %eax, $PORT_RESULT

@@ -63,7 +63,8 @@ def test_checkpoint_mid_run_restores_into_a_fresh_vm(
     assert first.cpu.stats.num_vm_half_entries == 1
     rip_at_checkpoint = first.cpu.read_register("rip")
     manifest = json.loads((checkpoint / "manifest.json").read_text())
-    assert manifest["cpus"]["cpu0"]["regs"]["rip"] == rip_at_checkpoint
+    assert manifest["cpus"][0]["name"] == "cpu0"
+    assert manifest["cpus"][0]["thread"]["regs"]["rip"] == rip_at_checkpoint
     first.close()
 
     second = Machine.restore(checkpoint, before_load=lambda m: attach_recorders(m))

@@ -125,6 +125,20 @@ def test_bad_config_reports_every_error_with_its_field(tmp_path: Path) -> None:
         assert str(config) in result.stderr
 
 
+def test_config_check_applies_the_architectures_own_rules(tmp_path: Path) -> None:
+    config = tmp_path / "x86.toml"
+    config.write_text(
+        'arch = "x86"\n[vm]\nram_size = "1MiB"\n[x86]\nstack_top = 0x80008\n'
+        '[image]\npath = "' + str(guest_path("demo.bin")) + '"\nload_address = 0x2000\n'
+    )
+    for command in (("config", "check", str(config)), ("run", str(config))):
+        result = kvmbase(*command)
+        assert_clean_failure(result, 2)
+        assert f"{config}: vm.ram_size: the x86 machine needs at least 2 MiB" in result.stderr
+        assert f"{config}: x86.stack_top: must be 16-byte aligned" in result.stderr
+        assert f"{config}: image.load_address: would overlap the page tables" in result.stderr
+
+
 def test_config_check_accepts_a_good_file(tmp_path: Path) -> None:
     config = tmp_path / "good.json"
     config.write_text(json.dumps({"arch": "x86", "vm": {"ram_size": "4MiB"}}))

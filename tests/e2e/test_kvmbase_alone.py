@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import venv
 from pathlib import Path
@@ -16,9 +17,13 @@ def test_core_alone_explains_that_no_plugin_is_installed(tmp_path: Path) -> None
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)
     python = env_dir / "bin" / "python"
+    # Build from a copy: an in-tree build would leave build/ in the sources.
+    source = shutil.copytree(
+        ROOT / "kvmbase", tmp_path / "kvmbase", ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         str(ROOT / "kvmbase")],
+         str(source)],
         capture_output=True, text=True, timeout=600,
     )
     assert install.returncode == 0, install.stderr

@@ -9,9 +9,15 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from kvmbase import BaseKvmCPU, KvmVM, Machine, abi, hookimpl
-from kvmbase.cli import cli
-from kvmbase.plugins import get_arch, plugin_manager, register_plugin, unregister_plugin
+from kvmbase import BaseKvmCPU, KvmbaseError, KvmVM, Machine, abi, hookimpl
+from kvmbase.cli import _add_plugin_commands, cli
+from kvmbase.plugins import (
+    get_arch,
+    other_plugins,
+    plugin_manager,
+    register_plugin,
+    unregister_plugin,
+)
 
 pytestmark = pytest.mark.kvm
 
@@ -58,6 +64,11 @@ class RecordingPlugin:
         def hello() -> None:
             """Say hello from a plugin."""
             click.echo("hello from a plugin")
+
+        @cli.command("fail")
+        def fail() -> None:
+            """Fail the way kvmbase errors do."""
+            raise KvmbaseError("the plugin could not")
 
 
 @pytest.fixture
@@ -113,10 +124,21 @@ def test_dump_sections_from_plugins(plugin: RecordingPlugin) -> None:
 
 
 def test_commands_from_plugins(plugin: RecordingPlugin) -> None:
-    plugin_manager().hook.kvmbase_add_commands(cli=cli)
+    _add_plugin_commands()
     try:
         result = CliRunner().invoke(cli, ["hello"])
         assert result.exit_code == 0
         assert result.output == "hello from a plugin\n"
+        # A plugin command's failure is one message and status 1, like ours.
+        failing = CliRunner().invoke(cli, ["fail"])
+        assert failing.exit_code == 1
+        assert "kvmbase: error: the plugin could not" in failing.output
+        assert failing.exception is None or isinstance(failing.exception, SystemExit)
     finally:
         cli.commands.pop("hello", None)
+        cli.commands.pop("fail", None)
+
+
+def test_plugins_without_an_architecture_are_listed(plugin: RecordingPlugin) -> None:
+    assert "recording-test-plugin" in other_plugins()
+    assert "x86" not in other_plugins()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 from typing import Any, ClassVar
 
@@ -17,6 +18,8 @@ from kvmbase.errors import EmulationFailureError
 from kvmbase.plugins import dump_sections as plugin_dump_sections
 
 SECTIONS = ("regs", "sregs", "fpu")
+# kvm_run.io: direction, size, port, count, data_offset
+_IO_EXIT = struct.Struct("<BBHIQ")
 
 
 def io_address(port: int) -> int:
@@ -100,18 +103,19 @@ class X86KvmCPU(BaseKvmCPU):
     # -- exits ----------------------------------------------------------
     def handle_io_exit(self) -> int:
         """Port IO: each element becomes an access at IO_SPACE_BASE + port."""
-        io = self._io
-        address = IO_SPACE_BASE | io.port
-        size = io.size
-        offset = io.data_offset
-        is_write = io.direction
-        count = io.count
+        is_write, size, port, count, offset = _IO_EXIT.unpack_from(
+            self._run_buffer, self.exit_data_offset
+        )
+        address = IO_SPACE_BASE | port
         if count == 1:
             return self.do_mmio_access(address, size, is_write, offset)
         ticks = 0
         for index in range(count):
             ticks += self.do_mmio_access(address, size, is_write, offset + index * size)
         return ticks
+
+    def port_address(self, port: int) -> int:
+        return IO_SPACE_BASE | port
 
     def describe_address(self, address: int) -> str:
         if address & IO_SPACE_BASE:

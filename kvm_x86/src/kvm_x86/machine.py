@@ -4,30 +4,67 @@ from __future__ import annotations
 
 from kvm_x86 import layout
 from kvm_x86.config import X86Config
-from kvm_x86.cpu import X86KvmCPU
-from kvmbase.errors import ConfigurationError
+from kvm_x86.thread_context import X86ThreadContext
+from kvmbase.config import ConfigIssue, MachineConfig
 from kvmbase.machine import Machine
 
 MIN_RAM = 2 << 20
 
 
+def x86_config(config: MachineConfig) -> X86Config:
+    return config.arch_config if isinstance(config.arch_config, X86Config) else X86Config()
+
+
+def check_config(config: MachineConfig) -> list[ConfigIssue]:
+    """Rules of the x86 machine that span sections of the config."""
+    issues: list[ConfigIssue] = []
+    vm = config.vm
+    if vm.ram_base != 0:
+        issues.append(
+            ConfigIssue(("vm", "ram_base"), "the x86 machine needs RAM at address 0", vm.ram_base)
+        )
+    if vm.ram_size < MIN_RAM:
+        issues.append(
+            ConfigIssue(("vm", "ram_size"), f"the x86 machine needs at least {MIN_RAM >> 20} MiB",
+                        vm.ram_size)
+        )
+    x86 = x86_config(config)
+    ram_end = vm.ram_base + vm.ram_size
+    for name in ("stack_top", "tss_rsp0"):
+        value = getattr(x86, name)
+        if value is None:
+            continue
+        if value % 16 or not layout.TABLES_END <= value <= ram_end:
+            issues.append(
+                ConfigIssue(
+                    ("x86", name),
+                    f"must be 16-byte aligned, above the tables (0x{layout.TABLES_END:x}) "
+                    f"and inside RAM (up to 0x{ram_end:x})",
+                    value,
+                )
+            )
+    image = config.image
+    if image is not None and image.load_address < layout.TABLES_END:
+        issues.append(
+            ConfigIssue(
+                ("image", "load_address"),
+                f"would overlap the page tables, GDT, IDT and TSS below 0x{layout.TABLES_END:x}",
+                image.load_address,
+            )
+        )
+    return issues
+
+
 def setup_machine(machine: Machine) -> None:
     """Create the boot CPU in 64-bit mode at the image's entry point."""
     config = machine.config
-    x86 = config.arch_config if isinstance(config.arch_config, X86Config) else X86Config()
-    if config.vm.ram_base != 0 or config.vm.ram_size < MIN_RAM:
-        raise ConfigurationError(
-            f"the x86 machine needs RAM at address 0 of at least {MIN_RAM >> 20} MiB "
-            f"(it has {config.vm.ram_size:#x} bytes at {config.vm.ram_base:#x})"
-        )
-    if x86.stack_top > config.vm.ram_size or x86.stack_top % 16:
-        raise ConfigurationError(
-            f"x86.stack_top {x86.stack_top:#x} must be 16-byte aligned and inside RAM"
-        )
-    cpu = X86KvmCPU(machine.system, machine.vm, config=config.cpu)
+    x86 = x86_config(config)
+    cpu = machine.arch.cpu_class(machine.system, machine.vm, config=config.cpu)
     machine.add_cpu(cpu)
     rsp0 = x86.tss_rsp0 if x86.tss_rsp0 is not None else x86.stack_top
     layout.write_tables(machine.system, tss_rsp0=rsp0)
     entry = config.image.entry_address if config.image is not None else layout.LOAD_ADDRESS
-    layout.set_long_mode_state(cpu.thread, entry=entry, stack_top=x86.stack_top)
-    cpu.thread.activate()
+    tc = cpu.thread
+    assert isinstance(tc, X86ThreadContext)
+    layout.set_long_mode_state(tc, entry=entry, stack_top=x86.stack_top)
+    tc.activate()

@@ -9,7 +9,7 @@ import kvm_x86
 from kvm_x86.config import X86Config
 from kvm_x86.cpu import X86KvmCPU, io_address
 from kvm_x86.guests import guest_path
-from kvm_x86.machine import setup_machine
+from kvm_x86.machine import check_config, setup_machine
 from kvm_x86.thread_context import X86ThreadContext
 from kvmbase.arch import ArchDescription
 from kvmbase.hookspecs import hookimpl
@@ -42,6 +42,7 @@ DESCRIPTION = ArchDescription(
     setup_machine=setup_machine,
     port_address=io_address,
     demo_config=demo_config,
+    check_config=check_config,
 )
 
 

@@ -7,6 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+source"
 
+from kvmbase.config import ConfigError, MachineConfig
 from kvmbase.cpu import BaseKvmCPU, RunState
 from kvmbase.errors import (
     BusError,
@@ -32,6 +33,7 @@ __all__ = [
     "BaseKvmCPU",
     "BusError",
     "CheckpointError",
+    "ConfigError",
     "ConfigurationError",
     "EmulationFailureError",
     "GuestError",
@@ -43,6 +45,7 @@ __all__ = [
     "KvmVM",
     "KvmbaseError",
     "Machine",
+    "MachineConfig",
     "PluginError",
     "RunResult",
     "RunState",

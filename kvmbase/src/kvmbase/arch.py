@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
+    from kvmbase.config import ConfigIssue, MachineConfig
     from kvmbase.cpu import BaseKvmCPU
     from kvmbase.machine import Machine
     from kvmbase.sim.thread_context import ThreadContext
@@ -37,6 +38,9 @@ class ArchDescription:
     port_address: Callable[[int], int] | None = None
     #: the raw config of the bundled demo machine
     demo_config: Callable[[], Mapping[str, Any]] | None = None
+    #: rules across sections the plugin's model cannot see alone (RAM the
+    #: architecture needs, where its tables sit): the problems found
+    check_config: Callable[[MachineConfig], list[ConfigIssue]] | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def runs_on_host(self) -> tuple[bool, str]:

@@ -27,8 +27,10 @@ from kvmbase.machine import Machine, RunResult
 from kvmbase.plugins import (
     architectures,
     broken_plugins,
+    check_machine_config,
     config_models,
     install_hint,
+    other_plugins,
     plugin_manager,
     registry,
 )
@@ -71,11 +73,16 @@ def reports_errors(function: F) -> F:
 
 
 def _registers_table(registers: Mapping[str, Any], title: str) -> Table:
-    table = Table(title=title, show_header=False, box=None)
+    # Three name/value pairs a row fit 80 columns, where pipes are rendered.
+    per_row = 3
+    table = Table(title=title, show_header=False, box=None, pad_edge=False)
+    for _ in range(per_row):
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(no_wrap=True)
     items = list(registers.items())
-    for index in range(0, len(items), 4):
+    for index in range(0, len(items), per_row):
         row: list[str] = []
-        for name, value in items[index : index + 4]:
+        for name, value in items[index : index + per_row]:
             row += [name, f"{value:#018x}" if isinstance(value, int) else str(value)]
         table.add_row(*row)
     return table
@@ -137,6 +144,7 @@ def run(
         machine = Machine.from_data(demo(), kvm=kvm, uart_output=uart_output)
     else:
         machine_config = load_machine_config(config, config_models())
+        check_machine_config(machine_config, source=str(config))
         kvm = _open_kvm(ctx.obj["kvm_device"])
         machine = Machine(machine_config, kvm=kvm, uart_output=uart_output)
     try:
@@ -243,8 +251,9 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
             }
         )
     broken = [vars(plugin) for plugin in broken_plugins()]
+    others = other_plugins()
     if as_json:
-        out.print_json(json.dumps({"architectures": rows, "broken": broken}))
+        out.print_json(json.dumps({"architectures": rows, "other": others, "broken": broken}))
         return
     if not rows:
         out.print(f"no architecture plugin is installed; {install_hint()}")
@@ -262,6 +271,8 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
                 row["summary"],
             )
         out.print(table)
+    if others:
+        out.print("other plugins: " + ", ".join(others))
     for plugin in broken:
         err.print(
             f"[red]broken plugin[/] {plugin['name']} ({plugin['distribution']}): {plugin['error']}"
@@ -286,6 +297,7 @@ def config_check(files: tuple[Path, ...]) -> None:
     for path in files:
         try:
             machine = load_machine_config(path, models)
+            check_machine_config(machine, source=str(path))
         except ConfigError as exc:
             failed = True
             for line in str(exc).splitlines():
@@ -304,7 +316,13 @@ def config_schema() -> None:
 
 def _add_plugin_commands() -> None:
     registry()
+    before = set(cli.commands)
     plugin_manager().hook.kvmbase_add_commands(cli=cli)
+    # A plugin's command fails the way ours do: one message, no traceback.
+    for name in set(cli.commands) - before:
+        command = cli.commands[name]
+        if command.callback is not None:
+            command.callback = reports_errors(command.callback)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -45,7 +46,7 @@ from kvmbase.perf import GuestCounters, open_guest_counters
 from kvmbase.sim.eventq import CPU_TICK_PRIORITY, MAX_TICK, Event, ticks_from_frequency
 from kvmbase.sim.thread_context import ThreadContext, ThreadStatus
 from kvmbase.stats import CpuStats
-from kvmbase.timer import MIN_RUN_NS, RunTimer, monotonic_ns
+from kvmbase.timer import MIN_RUN_NS, RunTimer
 
 if TYPE_CHECKING:
     from kvmbase.sim.system import System
@@ -61,6 +62,12 @@ _FCNTL_RUN = sys.version_info < (3, 14)
 log = logging.getLogger(__name__)
 
 _EINTR = 4
+_KVM_RUN = abi.KVM_RUN
+_KVM_EXIT_INTR = abi.KVM_EXIT_INTR
+_KVM_EXIT_IO = abi.KVM_EXIT_IO
+_KVM_EXIT_MMIO = abi.KVM_EXIT_MMIO
+_fcntl_ioctl = fcntl.ioctl
+_monotonic_ns = time.monotonic_ns
 _PACKERS = {size: struct.Struct(fmt) for size, fmt in ((1, "<B"), (2, "<H"), (4, "<I"), (8, "<Q"))}
 _MASKS = {size: (1 << (8 * size)) - 1 for size in (1, 2, 4, 8)}
 
@@ -155,6 +162,8 @@ class BaseKvmCPU(abc.ABC):
         self._immediate_exit = False
         self._run_timer = RunTimer(KICK_SIGNAL)
         self.counters = GuestCounters(None, None, "not opened")
+        self._cycle_counter: Any = None
+        self._coalesced_zones: list[tuple[int, int, bool]] = []
         self._warned: set[str] = set()
         self._exit_handlers: list[ExitHandler] = []
         system.add_cpu(self)
@@ -207,6 +216,8 @@ class BaseKvmCPU(abc.ABC):
         self._io = ffi.addressof(self._run, "io")
         self._mmio = ffi.addressof(self._run, "mmio")
         self._mmio_data_offset = ffi.offsetof("struct kvm_run", "mmio") + 8
+        #: where kvm_run's exit union starts (io, mmio, ...), for struct reads
+        self.exit_data_offset = ffi.offsetof("struct kvm_run", "io")
         ring_page = kvm.cap_coalesced_mmio
         self._mmio_ring: Any = None
         if self.config.use_coalesced_mmio and ring_page:
@@ -219,6 +230,8 @@ class BaseKvmCPU(abc.ABC):
                 "struct kvm_coalesced_mmio_ring", "coalesced_mmio"
             )
         self._immediate_exit = self.prefer_immediate_exit and kvm.cap_immediate_exit
+        # The VM's own list, so zones added later are seen on the exit path.
+        self._coalesced_zones = self.vm.coalesced_zones
         self._exit_handlers = self._base_exit_handlers()
         from kvmbase.plugins import collect_exit_handlers, notify_vcpu_started
 
@@ -339,19 +352,27 @@ class BaseKvmCPU(abc.ABC):
         return -(-when // period) * period
 
     def tick(self) -> None:
-        """Advance the state machine until another event is due (gem5's tick).
+        """Advance the state machine until another event is due.
 
-        gem5 reschedules the tick event after every exit; here the CPU keeps
-        going while nothing else in the queue is due before its next tick,
-        which is the same order of events without the heap traffic.
+        The tick event is rescheduled only when something else in the queue
+        is due first (or a stop was asked for): until then the CPU moves time
+        on itself, which orders events exactly as rescheduling would, without
+        the heap traffic on every exit.
         """
         if self._vcpu_thread != threading.get_ident():
             self._prepare_thread()
         queue = self._event_queue
         period = self.clock_period
+        run = self._run
+        stats = self.stats
+        seen_version = -1
+        stop = MAX_TICK
         self._in_tick = True
         try:
             while True:
+                if queue.version != seen_version:
+                    seen_version = queue.version
+                    stop = queue.next_stop()
                 state = self.state
                 if state is RUNNING_SERVICE:
                     delay = self.handle_kvm_exit()
@@ -363,7 +384,6 @@ class BaseKvmCPU(abc.ABC):
                     if self._drain_pending:
                         delay = self.kvm_run_drain()
                     else:
-                        stop = queue.next_stop()
                         # Nothing due: run without a deadline (no timer).
                         delay = self.kvm_run(
                             MAX_TICK if stop == MAX_TICK else stop - queue.cur_tick
@@ -372,24 +392,49 @@ class BaseKvmCPU(abc.ABC):
                         # Suspended before entering KVM: nothing ran.
                         return
                     self.kvm_state_dirty = True
-                    if self._run.exit_reason != abi.KVM_EXIT_INTR:
+                    if run.exit_reason != _KVM_EXIT_INTR:
                         self.state = RUNNING_SERVICE
                     else:
-                        self.stats.num_exit_signal += 1
+                        stats.num_exit_signal += 1
                         self.state = RUNNING
                     if self.always_sync_tc:
                         self.sync_thread_context()
+                        self.thread_context_dirty = True
                     if self._drain_pending and self._try_drain():
                         self.state = IDLE
+                    elif self.state is RUNNING_SERVICE:
+                        # Serve the exit in this pass when nothing else is
+                        # due before its tick: what the next pass would do.
+                        when = -(-(queue.cur_tick + delay) // period) * period
+                        if queue.version != seen_version:
+                            seen_version = queue.version
+                            stop = queue.next_stop()
+                        if when >= stop:
+                            queue.schedule(self.tick_event, when)
+                            return
+                        queue.cur_tick = when
+                        if queue.pending_exit is not None:
+                            queue.schedule(self.tick_event, when)
+                            return
+                        delay = self.handle_kvm_exit()
+                        if self._drain_pending and self._try_drain():
+                            self.state = IDLE
                 else:
                     raise SimulationError(f"{self.name}: tick in illegal state {state.value}")
-                if self.state is IDLE or self.state is RUNNING_MMIO_PENDING:
+                state = self.state
+                if state is IDLE or state is RUNNING_MMIO_PENDING:
                     return
                 when = -(-(queue.cur_tick + delay) // period) * period
-                if queue.exit_requested or when >= queue.next_stop():
+                if queue.version != seen_version:
+                    seen_version = queue.version
+                    stop = queue.next_stop()
+                if when >= stop:
                     queue.schedule(self.tick_event, when)
                     return
                 queue.cur_tick = when
+                if queue.pending_exit is not None:
+                    queue.schedule(self.tick_event, when)
+                    return
         finally:
             self._in_tick = False
 
@@ -409,23 +454,34 @@ class BaseKvmCPU(abc.ABC):
                 signal.pthread_kill(threading.get_ident(), KICK_SIGNAL)
             self._enter_kvm()
             executed = self.clock_period
-        else:
-            start = monotonic_ns()
-            if ticks < MAX_TICK:
+        elif self._cycle_counter is None:
+            start = _monotonic_ns()
+            if ticks != MAX_TICK:
                 budget_ns = int(ticks / self._ticks_per_host_ns)
                 self._run_timer.arm_at(start + max(budget_ns, MIN_RUN_NS), start)
-            counters = self.counters.cycles
-            if counters is None:
-                self._enter_kvm()
-                elapsed = monotonic_ns() - start
-                stats.host_ns_in_guest += elapsed
-                executed = int(elapsed * self._ticks_per_host_ns)
+            if _FCNTL_RUN:
+                try:
+                    _fcntl_ioctl(self.vcpu_fd, _KVM_RUN)
+                except InterruptedError:
+                    self._after_signal_exit()
+                except OSError as exc:
+                    raise self._run_error(exc.errno or 0) from None
             else:
-                executed = self._run_counted(start)
+                self._enter_kvm()
+            elapsed = _monotonic_ns() - start
+            stats.host_ns_in_guest += elapsed
+            executed = int(elapsed * self._ticks_per_host_ns)
+        else:
+            start = _monotonic_ns()
+            if ticks != MAX_TICK:
+                budget_ns = int(ticks / self._ticks_per_host_ns)
+                self._run_timer.arm_at(start + max(budget_ns, MIN_RUN_NS), start)
+            executed = self._run_counted(start)
         stats.num_vm_exits += 1
-        ring = self._mmio_ring
-        if ring is not None and ring.first != ring.last:
-            executed += self.flush_coalesced_mmio()
+        if self._coalesced_zones:
+            ring = self._mmio_ring
+            if ring is not None and ring.first != ring.last:
+                executed += self.flush_coalesced_mmio()
         return executed
 
     def _run_counted(self, start: int) -> int:
@@ -438,7 +494,7 @@ class BaseKvmCPU(abc.ABC):
         cycles.start()
         self._enter_kvm()
         cycles.stop()
-        self.stats.host_ns_in_guest += monotonic_ns() - start
+        self.stats.host_ns_in_guest += _monotonic_ns() - start
         host_cycles = cycles.read() - base_cycles
         self.stats.num_cycles += int(host_cycles * self.config.host_factor)
         if instructions is not None:
@@ -495,12 +551,19 @@ class BaseKvmCPU(abc.ABC):
         if self.config.use_perf and self.counters.cycles is None:
             self.counters.close()
             self.counters = open_guest_counters()
+            self._cycle_counter = self.counters.cycles
             if self.counters.cycles is None:
                 self._warn_once(
                     "perf",
                     f"{self.name}: {self.counters.reason}; guest time comes from the host clock",
                     logging.INFO,
                 )
+        if self.config.use_perf_overflow:
+            self._warn_once(
+                "perf-overflow",
+                f"{self.name}: use_perf_overflow is not supported yet; the POSIX run "
+                "timer forces exits instead",
+            )
         if self._kick_before_start:
             self._kick_before_start = False
             signal.pthread_kill(self._vcpu_thread, KICK_SIGNAL)
@@ -553,7 +616,6 @@ class BaseKvmCPU(abc.ABC):
         table[abi.KVM_EXIT_IRQ_WINDOW_OPEN] = self.handle_irq_window_open_exit
         table[abi.KVM_EXIT_SHUTDOWN] = self.handle_shutdown_exit
         table[abi.KVM_EXIT_FAIL_ENTRY] = self.handle_fail_entry_exit
-        table[abi.KVM_EXIT_INTR] = self.handle_intr_exit
         table[abi.KVM_EXIT_INTERNAL_ERROR] = self.handle_internal_error_exit
         table[abi.KVM_EXIT_SYSTEM_EVENT] = self.handle_system_event_exit
         return table
@@ -579,8 +641,17 @@ class BaseKvmCPU(abc.ABC):
 
     def handle_kvm_exit(self) -> int:
         """Serve the exit in ``kvm_run``; return the ticks the service took."""
-        self.state = RUNNING
         reason: int = self._run.exit_reason
+        # IO and MMIO inline: they are most exits, and each call layer shows.
+        if reason == _KVM_EXIT_IO:
+            self.state = RUNNING_SERVICE_COMPLETION
+            self.stats.num_io += 1
+            return self.handle_io_exit()
+        if reason == _KVM_EXIT_MMIO:
+            self.state = RUNNING_SERVICE_COMPLETION
+            self.stats.num_mmio += 1
+            return self.handle_mmio_exit()
+        self.state = RUNNING
         if reason < _EXIT_TABLE_SIZE:
             return self._exit_handlers[reason]()
         return self.handle_unexpected_exit()
@@ -631,10 +702,6 @@ class BaseKvmCPU(abc.ABC):
 
     def handle_irq_window_open_exit(self) -> int:
         self._warn_once("irq-window", f"{self.name}: unhandled IRQ window exit")
-        return 0
-
-    def handle_intr_exit(self) -> int:
-        """Interrupted by a signal: nothing to serve, run again."""
         return 0
 
     def handle_unknown_exit(self) -> int:
@@ -741,13 +808,16 @@ class BaseKvmCPU(abc.ABC):
         the thread context is not synchronised first (two state ioctls per
         exit here); a device that needs it calls :meth:`get_context`.
         """
-        mapping = self._bus.find(address)
-        if mapping is None:
-            kind = "write to" if is_write else "read from"
-            raise self._guest_error(
-                BusError,
-                f"{kind} {size}-byte {self.describe_address(address)}: no device there",
-            )
+        mapping = self._bus.last
+        if not mapping.start <= address < mapping.end:
+            found = self._bus.find(address)
+            if found is None:
+                kind = "write to" if is_write else "read from"
+                raise self._guest_error(
+                    BusError,
+                    f"{kind} {size}-byte {self.describe_address(address)}: no device there",
+                )
+            mapping = found
         device = mapping.device
         offset = address - mapping.start
         buffer = self._run_buffer
@@ -769,6 +839,10 @@ class BaseKvmCPU(abc.ABC):
                     value & ((1 << (8 * size)) - 1)
                 ).to_bytes(size, "little")
         return device.latency
+
+    def port_address(self, port: int) -> int:
+        """Where IO port ``port`` sits on the bus; architectures with ports say."""
+        raise SimulationError(f"{self.name}: this architecture has no IO ports")
 
     def describe_address(self, address: int) -> str:
         """How an error message names a bus address (x86 names ports)."""
@@ -817,7 +891,9 @@ class BaseKvmCPU(abc.ABC):
         buffer = self._run_buffer
         while ring.first != ring.last:
             slot = entries + ring.first * entry_size
-            address, length = struct.unpack_from("<QI", buffer, slot)
+            address, length, pio = struct.unpack_from("<QII", buffer, slot)
+            if pio:
+                address = self.port_address(address)
             mapping = bus.find(address)
             if mapping is None:
                 raise self._guest_error(
@@ -902,8 +978,10 @@ class BaseKvmCPU(abc.ABC):
         if self.state is not IDLE or self.tick_event.scheduled:
             raise SimulationError(f"{self.name}: take_over_from while {self.state.value}")
         self.startup()
-        self.thread.copy_from(other.thread)
         self.kvm_state_dirty = False
+        self.thread.copy_from(other.thread)
+        # The thread lives on here now; the old context only keeps a copy.
+        other.thread.status = ThreadStatus.HALTED
         self.switched_out = False
         self.update_kvm_state()
         self.thread_context_dirty = False

@@ -28,13 +28,14 @@ from kvmbase.config import (
 from kvmbase.cpu import BaseKvmCPU
 from kvmbase.errors import ConfigurationError, PluginError
 from kvmbase.kvm import Kvm
-from kvmbase.plugins import config_models, get_arch, notify_vm_started
+from kvmbase.plugins import check_machine_config, config_models, get_arch, notify_vm_started
 from kvmbase.sim.bus import Device
 from kvmbase.sim.checkpoint import read_manifest, restore_checkpoint, write_checkpoint
 from kvmbase.sim.eventq import MAX_TICK
 from kvmbase.sim.memory import GuestMemory
 from kvmbase.sim.scratch import ScratchDevice
 from kvmbase.sim.system import System
+from kvmbase.sim.thread_context import ThreadStatus
 from kvmbase.sim.uart import REGISTER_SPAN, Uart16550
 from kvmbase.vm import KvmVM
 
@@ -61,6 +62,7 @@ class Machine:
     ) -> None:
         self.config = config
         self.arch: ArchDescription = get_arch(config.arch)
+        check_machine_config(config)
         runs, why = self.arch.runs_on_host()
         if not runs:
             raise PluginError(f"the {self.arch.name} plugin cannot run here: {why}")
@@ -72,9 +74,8 @@ class Machine:
             kvm,
             host=self.system,
             coalesced_mmio=[(r.start, r.size) for r in config.vm.coalesced_mmio],
-            coalesced_pio=[
-                (self.port_address(r.start), r.size) for r in config.vm.coalesced_pio
-            ],
+            # KVM matches port IO zones by port number, not bus address.
+            coalesced_pio=[(r.start, r.size) for r in config.vm.coalesced_pio],
         )
         try:
             self.ram: GuestMemory = self.system.add_memory(
@@ -94,7 +95,9 @@ class Machine:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Machine:
         """Load, validate and build the machine a config file describes."""
-        return cls(load_machine_config(path, config_models()), **kwargs)
+        config = load_machine_config(path, config_models())
+        check_machine_config(config, source=os.fspath(path))
+        return cls(config, **kwargs)
 
     @classmethod
     def from_data(
@@ -145,16 +148,37 @@ class Machine:
         return len(data)
 
     def add_cpu(self, cpu: BaseKvmCPU) -> BaseKvmCPU:
-        """Called by the architecture's set-up for each CPU it creates."""
+        """Add a CPU: the architecture's set-up does for the boot CPU; add a
+        spare this way to switch to later (:meth:`switch_cpus`)."""
         self.cpus.append(cpu)
         return cpu
 
+    def new_cpu(self, name: str) -> BaseKvmCPU:
+        """A further CPU of the machine's architecture, switched out, to take
+        over from a running one with :meth:`switch_cpus`."""
+        cpu = self.arch.cpu_class(self.system, self.vm, config=self.config.cpu, name=name)
+        cpu.switched_out = True
+        return self.add_cpu(cpu)
+
+    def switch_cpus(self, old: BaseKvmCPU, new: BaseKvmCPU) -> None:
+        """Drain, hand ``old``'s thread to ``new``, and carry on with ``new``."""
+        self.drain()
+        old.switch_out()
+        new.take_over_from(old)
+        self.drain_resume()
+
+    @property
+    def active_cpus(self) -> list[BaseKvmCPU]:
+        """The CPUs that are not switched out."""
+        return [cpu for cpu in self.cpus if not cpu.switched_out]
+
     @property
     def cpu(self) -> BaseKvmCPU:
-        """The first CPU."""
-        if not self.cpus:
-            raise ConfigurationError("the machine has no CPU")
-        return self.cpus[0]
+        """The first CPU that is not switched out."""
+        active = self.active_cpus
+        if not active:
+            raise ConfigurationError("the machine has no running CPU")
+        return active[0]
 
     # -- running --------------------------------------------------------
     def run(self, max_ticks: int | None = None) -> RunResult:
@@ -169,8 +193,8 @@ class Machine:
                 if isinstance(device, Uart16550):
                     device.flush()
         cause = exit_event.cause
-        if cause == "no events left to simulate" and self.cpus and all(
-            cpu.thread.status.value != "active" for cpu in self.cpus
+        if cause == "no events left to simulate" and all(
+            cpu.thread.status is not ThreadStatus.ACTIVE for cpu in self.active_cpus
         ):
             cause = "all CPUs halted"
         return RunResult(cause, exit_event.code, exit_event.tick, time.perf_counter() - started)
@@ -186,6 +210,7 @@ class Machine:
         self.system.drain_resume()
 
     def statistics(self) -> dict[str, dict[str, int]]:
+        """Each CPU's statistics by name (switched-out CPUs included)."""
         return {cpu.name: cpu.statistics() for cpu in self.cpus}
 
     # -- checkpoints ----------------------------------------------------

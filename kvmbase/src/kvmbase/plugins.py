@@ -14,6 +14,7 @@ from kvmbase.arch import ArchDescription
 from kvmbase.errors import PluginError
 
 if TYPE_CHECKING:
+    from kvmbase.config import MachineConfig
     from kvmbase.cpu import BaseKvmCPU
     from kvmbase.vm import KvmVM
 
@@ -83,6 +84,22 @@ def broken_plugins() -> list[BrokenPlugin]:
     return list(registry().broken)
 
 
+def other_plugins() -> list[str]:
+    """Loaded plugins that register no architecture (extensions), by name."""
+    manager = plugin_manager()
+    names = []
+    for name, plugin in manager.list_name_plugin():
+        if name == hookspecs.__name__ or plugin is hookspecs:
+            continue
+        results = manager.subset_hook_caller(
+            "kvmbase_register_arch",
+            remove_plugins=[p for n, p in manager.list_name_plugin() if n != name],
+        )()
+        if not any(results):
+            names.append(name)
+    return sorted(names)
+
+
 def architectures() -> dict[str, ArchDescription]:
     """Every installed architecture by name."""
     found: dict[str, ArchDescription] = {}
@@ -116,6 +133,17 @@ def get_arch(name: str) -> ArchDescription:
     raise PluginError(
         f"architecture {name!r} is not installed; installed: {', '.join(sorted(found))}"
     )
+
+
+def check_machine_config(config: MachineConfig, source: str | None = None) -> None:
+    """Apply the architecture's own cross-section rules; raise ConfigError."""
+    from kvmbase.config import ConfigError
+
+    arch = get_arch(config.arch)
+    if arch.check_config is not None:
+        issues = arch.check_config(config)
+        if issues:
+            raise ConfigError(issues, source=source)
 
 
 def collect_exit_handlers(cpu: BaseKvmCPU) -> dict[int, Callable[[BaseKvmCPU], int]]:

@@ -13,7 +13,6 @@ exit, after which the timer is armed again.
 from __future__ import annotations
 
 import os
-import time
 
 from kvmbase.abi import ffi, libc
 
@@ -95,7 +94,3 @@ class RunTimer:
             libc.timer_delete(self._timer[0])
             self._created = False
             self._armed_ns = 0
-
-
-def monotonic_ns() -> int:
-    return time.monotonic_ns()

@@ -67,8 +67,9 @@ class Bus:
 
     def __init__(self) -> None:
         self._starts: list[int] = []
+        #: the mapping hit last (exits repeat addresses); check it first
         self._mappings: list[BusMapping] = []
-        self._last = BusMapping(0, 0, Device("nothing"))
+        self.last = BusMapping(0, 0, Device("nothing"))
 
     def attach(self, device: Device, start: int, size: int) -> BusMapping:
         if size <= 0:
@@ -90,19 +91,19 @@ class Bus:
                 del self._starts[index]
                 del self._mappings[index]
                 break
-        if self._last.device is device:
-            self._last = BusMapping(0, 0, Device("nothing"))
+        if self.last.device is device:
+            self.last = BusMapping(0, 0, Device("nothing"))
 
     def find(self, address: int) -> BusMapping | None:
         """The mapping holding ``address``, or None."""
-        last = self._last
+        last = self.last
         if last.start <= address < last.end:
             return last
         index = bisect.bisect_right(self._starts, address) - 1
         if index >= 0:
             mapping = self._mappings[index]
             if address < mapping.end:
-                self._last = mapping
+                self.last = mapping
                 return mapping
         return None
 

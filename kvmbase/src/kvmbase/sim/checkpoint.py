@@ -19,7 +19,7 @@ from kvmbase.errors import CheckpointError
 from kvmbase.sim.system import System
 
 FORMAT = "kvmbase-checkpoint"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -40,7 +40,8 @@ def write_checkpoint(
 ) -> Path:
     """Write the drained ``system`` to ``directory`` (replacing it)."""
     target = Path(directory).absolute()
-    for cpu in system.cpus:
+    active = [cpu for cpu in system.cpus if not cpu.switched_out]
+    for cpu in active:
         if not cpu.drained or cpu.state.value != "idle":
             raise CheckpointError(f"{cpu.name} is {cpu.state.value}; drain before a checkpoint")
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -70,7 +71,11 @@ def write_checkpoint(
             "arch": arch,
             "tick": system.cur_tick,
             "config": config,
-            "cpus": {cpu.name: cpu.serialize_thread() for cpu in system.cpus},
+            # Switched-out CPUs hold no thread; a restore rebuilds only the
+            # running ones, in this order.
+            "cpus": [
+                {"name": cpu.name, "thread": cpu.serialize_thread()} for cpu in active
+            ],
             "devices": {device.name: device.serialize() for device in system.bus.devices()},
             "memories": memories,
         }
@@ -122,10 +127,11 @@ def restore_checkpoint(
     saved = [(r["name"], r["base"], r["size"]) for r in regions]
     if layout != saved:
         raise CheckpointError(f"RAM layout differs: checkpoint has {saved}, machine has {layout}")
-    cpu_names = sorted(cpu.name for cpu in system.cpus)
-    if sorted(manifest["cpus"]) != cpu_names:
+    active = [cpu for cpu in system.cpus if not cpu.switched_out]
+    if len(manifest["cpus"]) != len(active):
         raise CheckpointError(
-            f"CPUs differ: checkpoint has {sorted(manifest['cpus'])}, machine has {cpu_names}"
+            f"CPUs differ: checkpoint has {len(manifest['cpus'])} running CPUs "
+            f"({', '.join(c['name'] for c in manifest['cpus'])}), machine has {len(active)}"
         )
     devices = {device.name: device for device in system.bus.devices()}
     if sorted(manifest["devices"]) != sorted(devices):
@@ -143,6 +149,6 @@ def restore_checkpoint(
         memory.view[:] = data
     for name, state in manifest["devices"].items():
         devices[name].unserialize(state)
-    for cpu in system.cpus:
-        cpu.unserialize_thread(manifest["cpus"][cpu.name])
+    for cpu, saved in zip(active, manifest["cpus"], strict=True):
+        cpu.unserialize_thread(saved["thread"])
     system.event_queue.cur_tick = int(manifest["tick"])

@@ -58,8 +58,12 @@ class EventQueue:
         self.cur_tick = 0
         self._heap: list[tuple[int, int, int, Event]] = []
         self._sequence = 0
-        self._exit: ExitEvent | None = None
+        #: the exit asked for (cause, code), until run() returns with it
+        self.pending_exit: tuple[str, int] | None = None
         self._until = MAX_TICK
+        #: bumped whenever the head of the queue or the run limit may change,
+        #: so a caller can keep next_stop() until it does
+        self.version = 0
 
     def schedule(self, event: Event, when: int) -> None:
         if event.scheduled:
@@ -69,6 +73,7 @@ class EventQueue:
                 f"{event.name} scheduled at tick {when}, in the past of {self.cur_tick}"
             )
         self._sequence += 1
+        self.version += 1
         event.when = when
         event.scheduled = True
         event._sequence = self._sequence
@@ -78,10 +83,12 @@ class EventQueue:
         if not event.scheduled:
             raise RuntimeError(f"{event.name} is not scheduled")
         event.scheduled = False
+        self.version += 1
 
     def reschedule(self, event: Event, when: int) -> None:
         if event.scheduled:
             event.scheduled = False
+            self.version += 1
         self.schedule(event, when)
 
     def _drop_stale(self) -> None:
@@ -112,12 +119,12 @@ class EventQueue:
         Safe to call from another thread (a plain attribute store); pair it
         with a kick of any vCPU that is inside the guest.
         """
-        if self._exit is None:
-            self._exit = ExitEvent(cause, code, self.cur_tick)
+        if self.pending_exit is None:
+            self.pending_exit = (cause, code)
 
     @property
     def exit_requested(self) -> bool:
-        return self._exit is not None
+        return self.pending_exit is not None
 
     def service_one(self) -> bool:
         """Run the next event; False if there was none."""
@@ -125,6 +132,7 @@ class EventQueue:
         if not self._heap:
             return False
         when, _, _, event = heapq.heappop(self._heap)
+        self.version += 1
         self.cur_tick = when
         event.scheduled = False
         event.callback()
@@ -134,8 +142,9 @@ class EventQueue:
         """Service events until one asks to exit, time reaches ``until``, or none is left."""
         heap = self._heap
         self._until = until
+        self.version += 1
         try:
-            while self._exit is None:
+            while self.pending_exit is None:
                 self._drop_stale()
                 if not heap:
                     return ExitEvent("no events left to simulate", 0, self.cur_tick)
@@ -144,10 +153,12 @@ class EventQueue:
                     self.cur_tick = max(self.cur_tick, until)
                     return ExitEvent("tick limit reached", 0, self.cur_tick)
                 _, _, _, event = heapq.heappop(heap)
+                self.version += 1
                 self.cur_tick = when
                 event.scheduled = False
                 event.callback()
-            exit_event, self._exit = self._exit, None
-            return exit_event
+            (cause, code), self.pending_exit = self.pending_exit, None
+            return ExitEvent(cause, code, self.cur_tick)
         finally:
             self._until = MAX_TICK
+            self.version += 1
