@@ -39,8 +39,9 @@ TSS_IO_BITMAP_OFFSET: Final = 0x68
 TSS_LIMIT: Final = TSS_IO_BITMAP_OFFSET + 0x2000
 STACK_TOP: Final = 0x80000
 LOAD_ADDRESS: Final = 0x100000
-#: the tables end with the I/O bitmap's terminator byte
-TABLES_END: Final = TSS + TSS_LIMIT + 1
+#: end of everything the set-up writes: the last page directory (the TSS and
+#: its I/O bitmap end below it, at 0x8069)
+TABLES_END: Final = max(TSS + TSS_LIMIT + 1, PAGE_DIRECTORIES[-1] + 0x1000)
 
 KERNEL_CS: Final = 0x08
 KERNEL_DS: Final = 0x10
