@@ -68,6 +68,8 @@ _KVM_EXIT_IO = abi.KVM_EXIT_IO
 _KVM_EXIT_MMIO = abi.KVM_EXIT_MMIO
 _fcntl_ioctl = fcntl.ioctl
 _monotonic_ns = time.monotonic_ns
+# kvm_run.mmio: phys_addr, data[8] (skipped), len, is_write
+_MMIO_EXIT = struct.Struct("<Q8xIB")
 _PACKERS = {size: struct.Struct(fmt) for size, fmt in ((1, "<B"), (2, "<H"), (4, "<I"), (8, "<Q"))}
 _MASKS = {size: (1 << (8 * size)) - 1 for size in (1, 2, 4, 8)}
 
@@ -684,10 +686,10 @@ class BaseKvmCPU(abc.ABC):
         )
 
     def handle_mmio_exit(self) -> int:
-        mmio = self._mmio
-        return self.do_mmio_access(
-            mmio.phys_addr, mmio.len, mmio.is_write, self._mmio_data_offset
+        address, size, is_write = _MMIO_EXIT.unpack_from(
+            self._run_buffer, self.exit_data_offset
         )
+        return self.do_mmio_access(address, size, is_write, self._mmio_data_offset)
 
     def handle_halt_exit(self) -> int:
         """The guest waits for an interrupt: suspend the thread."""

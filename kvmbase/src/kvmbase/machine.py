@@ -70,12 +70,19 @@ class Machine:
         self.cpus: list[BaseKvmCPU] = []
         self.devices: dict[str, Device] = {}
         self._uart_output = uart_output
+        # Without use_coalesced_mmio no zone is registered: KVM would queue
+        # writes in a ring the CPU does not read.
+        coalesce = config.cpu.use_coalesced_mmio
         self.vm = KvmVM(
             kvm,
             host=self.system,
-            coalesced_mmio=[(r.start, r.size) for r in config.vm.coalesced_mmio],
+            coalesced_mmio=[(r.start, r.size) for r in config.vm.coalesced_mmio]
+            if coalesce
+            else [],
             # KVM matches port IO zones by port number, not bus address.
-            coalesced_pio=[(r.start, r.size) for r in config.vm.coalesced_pio],
+            coalesced_pio=[(r.start, r.size) for r in config.vm.coalesced_pio]
+            if coalesce
+            else [],
         )
         try:
             self.ram: GuestMemory = self.system.add_memory(
