@@ -404,23 +404,6 @@ class BaseKvmCPU(abc.ABC):
                         self.thread_context_dirty = True
                     if self._drain_pending and self._try_drain():
                         self.state = IDLE
-                    elif self.state is RUNNING_SERVICE:
-                        # Serve the exit in this pass when nothing else is
-                        # due before its tick: what the next pass would do.
-                        when = -(-(queue.cur_tick + delay) // period) * period
-                        if queue.version != seen_version:
-                            seen_version = queue.version
-                            stop = queue.next_stop()
-                        if when >= stop:
-                            queue.schedule(self.tick_event, when)
-                            return
-                        queue.cur_tick = when
-                        if queue.pending_exit is not None:
-                            queue.schedule(self.tick_event, when)
-                            return
-                        delay = self.handle_kvm_exit()
-                        if self._drain_pending and self._try_drain():
-                            self.state = IDLE
                 else:
                     raise SimulationError(f"{self.name}: tick in illegal state {state.value}")
                 state = self.state
@@ -456,29 +439,18 @@ class BaseKvmCPU(abc.ABC):
                 signal.pthread_kill(threading.get_ident(), KICK_SIGNAL)
             self._enter_kvm()
             executed = self.clock_period
-        elif self._cycle_counter is None:
-            start = _monotonic_ns()
-            if ticks != MAX_TICK:
-                budget_ns = int(ticks / self._ticks_per_host_ns)
-                self._run_timer.arm_at(start + max(budget_ns, MIN_RUN_NS), start)
-            if _FCNTL_RUN:
-                try:
-                    _fcntl_ioctl(self.vcpu_fd, _KVM_RUN)
-                except InterruptedError:
-                    self._after_signal_exit()
-                except OSError as exc:
-                    raise self._run_error(exc.errno or 0) from None
-            else:
-                self._enter_kvm()
-            elapsed = _monotonic_ns() - start
-            stats.host_ns_in_guest += elapsed
-            executed = int(elapsed * self._ticks_per_host_ns)
         else:
             start = _monotonic_ns()
             if ticks != MAX_TICK:
                 budget_ns = int(ticks / self._ticks_per_host_ns)
                 self._run_timer.arm_at(start + max(budget_ns, MIN_RUN_NS), start)
-            executed = self._run_counted(start)
+            if self._cycle_counter is None:
+                self._enter_kvm()
+                elapsed = _monotonic_ns() - start
+                stats.host_ns_in_guest += elapsed
+                executed = int(elapsed * self._ticks_per_host_ns)
+            else:
+                executed = self._run_counted(start)
         stats.num_vm_exits += 1
         if self._coalesced_zones:
             ring = self._mmio_ring
@@ -508,14 +480,14 @@ class BaseKvmCPU(abc.ABC):
         """``KVM_RUN`` once; a signal or immediate exit reads as KVM_EXIT_INTR."""
         if _FCNTL_RUN:
             try:
-                fcntl.ioctl(self.vcpu_fd, abi.KVM_RUN)
+                _fcntl_ioctl(self.vcpu_fd, _KVM_RUN)
                 return
             except InterruptedError:
                 pass
             except OSError as exc:
                 raise self._run_error(exc.errno or 0) from None
         else:
-            if libc.ioctl(self.vcpu_fd, abi.KVM_RUN, ffi.cast("unsigned long", 0)) >= 0:
+            if libc.ioctl(self.vcpu_fd, _KVM_RUN, ffi.cast("unsigned long", 0)) >= 0:
                 return
             code = ffi.errno
             if code != _EINTR:
