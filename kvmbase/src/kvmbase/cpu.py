@@ -216,7 +216,6 @@ class BaseKvmCPU(abc.ABC):
         self._run: Any = self._run_cdata
         self._run_buffer = memoryview(self._mmap)
         self._io = ffi.addressof(self._run, "io")
-        self._mmio = ffi.addressof(self._run, "mmio")
         self._mmio_data_offset = ffi.offsetof("struct kvm_run", "mmio") + 8
         #: where kvm_run's exit union starts (io, mmio, ...), for struct reads
         self.exit_data_offset = ffi.offsetof("struct kvm_run", "io")
@@ -252,7 +251,7 @@ class BaseKvmCPU(abc.ABC):
         self._run_timer.close()
         self.counters.close()
         if self._mmap is not None:
-            self._io = self._mmio = self._mmio_ring = None
+            self._io = self._mmio_ring = None
             ffi.release(self._run_cdata)
             self._run_buffer.release()
             self._mmap.close()
@@ -580,13 +579,12 @@ class BaseKvmCPU(abc.ABC):
     # Exit dispatch
     # ------------------------------------------------------------------
     def _base_exit_handlers(self) -> list[ExitHandler]:
+        # IO and MMIO are dispatched before the table (handle_kvm_exit).
         table: list[ExitHandler] = [self.handle_unexpected_exit] * _EXIT_TABLE_SIZE
         table[abi.KVM_EXIT_UNKNOWN] = self.handle_unknown_exit
         table[abi.KVM_EXIT_EXCEPTION] = self.handle_exception_exit
-        table[abi.KVM_EXIT_IO] = self._on_io_exit
         table[abi.KVM_EXIT_HYPERCALL] = self._on_hypercall_exit
         table[abi.KVM_EXIT_HLT] = self._on_halt_exit
-        table[abi.KVM_EXIT_MMIO] = self._on_mmio_exit
         table[abi.KVM_EXIT_IRQ_WINDOW_OPEN] = self.handle_irq_window_open_exit
         table[abi.KVM_EXIT_SHUTDOWN] = self.handle_shutdown_exit
         table[abi.KVM_EXIT_FAIL_ENTRY] = self.handle_fail_entry_exit
@@ -629,16 +627,6 @@ class BaseKvmCPU(abc.ABC):
         if reason < _EXIT_TABLE_SIZE:
             return self._exit_handlers[reason]()
         return self.handle_unexpected_exit()
-
-    def _on_io_exit(self) -> int:
-        self.state = RUNNING_SERVICE_COMPLETION
-        self.stats.num_io += 1
-        return self.handle_io_exit()
-
-    def _on_mmio_exit(self) -> int:
-        self.state = RUNNING_SERVICE_COMPLETION
-        self.stats.num_mmio += 1
-        return self.handle_mmio_exit()
 
     def _on_hypercall_exit(self) -> int:
         self.stats.num_hypercalls += 1
