@@ -144,9 +144,10 @@ def run(
         machine = Machine.from_data(demo(), kvm=kvm, uart_output=uart_output)
     else:
         machine_config = load_machine_config(config, config_models())
+        # Every config error before /dev/kvm is touched (Machine checks again).
         check_machine_config(machine_config, source=str(config))
         kvm = _open_kvm(ctx.obj["kvm_device"])
-        machine = Machine(machine_config, kvm=kvm, uart_output=uart_output)
+        machine = Machine(machine_config, kvm=kvm, uart_output=uart_output, source=str(config))
     try:
         result = machine.run(max_ticks)
         statistics = machine.statistics()

@@ -59,10 +59,12 @@ class Machine:
         *,
         kvm: Kvm | None = None,
         uart_output: str | IO[bytes] | None = None,
+        source: str | None = None,
     ) -> None:
+        """``source`` names the config's file in error messages."""
         self.config = config
         self.arch: ArchDescription = get_arch(config.arch)
-        check_machine_config(config)
+        check_machine_config(config, source=source)
         runs, why = self.arch.runs_on_host()
         if not runs:
             raise PluginError(f"the {self.arch.name} plugin cannot run here: {why}")
@@ -102,9 +104,7 @@ class Machine:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Machine:
         """Load, validate and build the machine a config file describes."""
-        config = load_machine_config(path, config_models())
-        check_machine_config(config, source=os.fspath(path))
-        return cls(config, **kwargs)
+        return cls(load_machine_config(path, config_models()), source=os.fspath(path), **kwargs)
 
     @classmethod
     def from_data(
