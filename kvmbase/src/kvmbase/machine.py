@@ -259,8 +259,11 @@ class Machine:
     # -- teardown -------------------------------------------------------
     def close(self) -> None:
         """Release every fd, mapping and file of the machine."""
-        self.system.close()
+        # vCPUs and the VM go before the RAM their memory slots point into.
+        for cpu in self.cpus:
+            cpu.close()
         self.vm.close()
+        self.system.close()
 
     def __enter__(self) -> Machine:
         return self
