@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import struct
 import subprocess
 from typing import Any, ClassVar
 
-from kvm_x86 import abi
-from kvm_x86.abi import GPR_NAMES, IO_SPACE_BASE, SEGMENT_FIELDS, SEGMENT_NAMES
-from kvm_x86.cpuid import supported_cpuid
-from kvm_x86.fpu import FpuSync
-from kvm_x86.thread_context import DescriptorTable, Segment, X86ThreadContext
-from kvmbase.abi import ffi
+import kvm_x86.parts  # noqa: F401 - registers every state part
+from kvm_x86.abi import IO_SPACE_BASE
+from kvm_x86.state import PART_CLASSES, StatePart
+from kvm_x86.thread_context import X86ThreadContext
 from kvmbase.cpu import BaseKvmCPU
 from kvmbase.errors import EmulationFailureError
 from kvmbase.plugins import dump_sections as plugin_dump_sections
 
-SECTIONS = ("regs", "sregs", "fpu")
+log = logging.getLogger(__name__)
 # kvm_run.io: direction, size, port, count, data_offset
 _IO_EXIT = struct.Struct("<BBHIQ")
 
@@ -28,77 +27,48 @@ def io_address(port: int) -> int:
 
 
 class X86KvmCPU(BaseKvmCPU):
-    """Syncs GPRs, segments, control registers and x87/SSE state with KVM;
-    serves port IO through the bus at :data:`IO_SPACE_BASE` + port."""
+    """Syncs the x86 state parts (:mod:`kvm_x86.parts`) with KVM; serves port
+    IO through the bus at :data:`IO_SPACE_BASE` + port."""
 
     thread_context_class: ClassVar[type[X86ThreadContext]] = X86ThreadContext
     thread: X86ThreadContext
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Reused for every sync: the state ioctls allocate nothing.
-        self._kvm_regs = ffi.new("struct kvm_regs *")
-        self._kvm_sregs = ffi.new("struct kvm_sregs *")
-        self._fpu_sync = FpuSync(use_xsave=False)
+        # Each part keeps its ioctl buffers: a sync allocates nothing.
+        self.parts: list[StatePart] = [part(self) for part in PART_CLASSES]
+        #: parts this host cannot sync, with the reason
+        self.unsupported_parts: dict[str, str] = {}
 
     def arch_startup(self) -> None:
-        # KVM checks EFER against the guest's CPUID (LME needs LM), so the
-        # CPUID goes in before any state does.
-        self._fpu_sync = FpuSync(use_xsave=self.vm.kvm.cap_xsave)
-        table = supported_cpuid(self.vm.kvm)
-        self.vcpu_ioctl(abi.KVM_SET_CPUID2, table, action="setting CPUID")
+        kvm = self.vm.kvm
+        kept = []
+        for part in self.parts:
+            supported, why = part.supported(kvm)
+            if supported:
+                kept.append(part)
+            else:
+                self.unsupported_parts[part.name] = why
+                log.info("%s: %s state is not synced: %s", self.name, part.name, why)
+        self.parts = kept
+
+    def part(self, name: str) -> StatePart:
+        """The state part called ``name``."""
+        for part in self.parts:
+            if part.name == name:
+                return part
+        raise KeyError(f"no x86 state part {name!r}")
 
     # -- state sync -----------------------------------------------------
     def update_kvm_state(self) -> None:
         tc = self.thread
-        regs = self._kvm_regs
-        values = tc.regs
-        for name in GPR_NAMES:
-            setattr(regs, name, values[name])
-        regs.rip = values["rip"]
-        regs.rflags = values["rflags"]
-        self.vcpu_ioctl(abi.KVM_SET_REGS, regs, action="writing registers")
-
-        sregs = self._kvm_sregs
-        for name in SEGMENT_NAMES:
-            target = getattr(sregs, name)
-            segment = tc.segments[name]
-            for field in SEGMENT_FIELDS:
-                setattr(target, field, getattr(segment, field))
-        sregs.gdt.base, sregs.gdt.limit = tc.gdt.base, tc.gdt.limit
-        sregs.idt.base, sregs.idt.limit = tc.idt.base, tc.idt.limit
-        for name in ("cr0", "cr2", "cr3", "cr4", "cr8", "efer", "apic_base"):
-            setattr(sregs, name, values[name])
-        for index, word in enumerate(tc.interrupt_bitmap):
-            sregs.interrupt_bitmap[index] = word
-        self.vcpu_ioctl(abi.KVM_SET_SREGS, sregs, action="writing special registers")
-
-        self._fpu_sync.write(tc.fpu, self.vcpu_ioctl)
+        for part in self.parts:
+            part.write_from(tc)
 
     def update_thread_context(self) -> None:
         tc = self.thread
-        regs = self._kvm_regs
-        self.vcpu_ioctl(abi.KVM_GET_REGS, regs, action="reading registers")
-        values = tc.regs
-        for name in GPR_NAMES:
-            values[name] = getattr(regs, name)
-        values["rip"] = regs.rip
-        values["rflags"] = regs.rflags
-
-        sregs = self._kvm_sregs
-        self.vcpu_ioctl(abi.KVM_GET_SREGS, sregs, action="reading special registers")
-        for name in SEGMENT_NAMES:
-            source = getattr(sregs, name)
-            tc.segments[name] = Segment(
-                **{field: getattr(source, field) for field in SEGMENT_FIELDS}
-            )
-        tc.gdt = DescriptorTable(sregs.gdt.base, sregs.gdt.limit)
-        tc.idt = DescriptorTable(sregs.idt.base, sregs.idt.limit)
-        for name in ("cr0", "cr2", "cr3", "cr4", "cr8", "efer", "apic_base"):
-            values[name] = getattr(sregs, name)
-        tc.interrupt_bitmap = [int(word) for word in sregs.interrupt_bitmap]
-
-        tc.fpu = self._fpu_sync.read(self.vcpu_ioctl)
+        for part in self.parts:
+            part.read_into(tc)
 
     # -- exits ----------------------------------------------------------
     def handle_io_exit(self) -> int:
@@ -124,8 +94,7 @@ class X86KvmCPU(BaseKvmCPU):
 
     def emulation_failure(self, insn: bytes) -> EmulationFailureError:
         """Report RIP, the instruction bytes and, with objdump, the instruction."""
-        self.vcpu_ioctl(abi.KVM_GET_REGS, self._kvm_regs, action="reading RIP")
-        rip = int(self._kvm_regs.rip)
+        rip = int(self.part("regs").dump()["rip"])
         shown = insn.hex(" ") if insn else "not given"
         text = disassemble(insn, rip)
         message = f"KVM could not emulate the instruction at RIP {rip:#x} (bytes: {shown})"
@@ -137,49 +106,16 @@ class X86KvmCPU(BaseKvmCPU):
 
     # -- dumps ----------------------------------------------------------
     def dump_sections(self) -> tuple[str, ...]:
-        return SECTIONS + tuple(plugin_dump_sections(self))
+        return tuple(part.name for part in self.parts) + tuple(plugin_dump_sections(self))
 
     def dump(self, *sections: str) -> dict[str, Any]:
         """Structured vCPU state read straight from KVM (the context is untouched)."""
-        wanted = sections or self.dump_sections()
+        parts = {part.name: part for part in self.parts}
         extra = plugin_dump_sections(self)
         result: dict[str, Any] = {}
-        for section in wanted:
-            if section == "regs":
-                regs = ffi.new("struct kvm_regs *")
-                self.vcpu_ioctl(abi.KVM_GET_REGS, regs, action="dumping registers")
-                result["regs"] = {
-                    name: int(getattr(regs, name)) for name in (*GPR_NAMES, "rip", "rflags")
-                }
-            elif section == "sregs":
-                sregs = ffi.new("struct kvm_sregs *")
-                self.vcpu_ioctl(abi.KVM_GET_SREGS, sregs, action="dumping special registers")
-                result["sregs"] = {
-                    **{
-                        name: {f: int(getattr(getattr(sregs, name), f)) for f in SEGMENT_FIELDS}
-                        for name in SEGMENT_NAMES
-                    },
-                    "gdt": {"base": int(sregs.gdt.base), "limit": int(sregs.gdt.limit)},
-                    "idt": {"base": int(sregs.idt.base), "limit": int(sregs.idt.limit)},
-                    **{
-                        name: int(getattr(sregs, name))
-                        for name in ("cr0", "cr2", "cr3", "cr4", "cr8", "efer", "apic_base")
-                    },
-                    "interrupt_bitmap": [int(word) for word in sregs.interrupt_bitmap],
-                }
-            elif section == "fpu":
-                state = FpuSync(self._fpu_sync.use_xsave).read(self.vcpu_ioctl)
-                result["fpu"] = {
-                    "fcw": state.fcw,
-                    "fsw": state.fsw,
-                    "ftwx": state.ftwx,
-                    "last_opcode": state.last_opcode,
-                    "last_ip": state.last_ip,
-                    "last_dp": state.last_dp,
-                    "mxcsr": state.mxcsr,
-                    "st": [row[:10].hex() for row in state.fpr],
-                    "xmm": [row.hex() for row in state.xmm],
-                }
+        for section in sections or self.dump_sections():
+            if section in parts:
+                result[section] = parts[section].dump()
             elif section in extra:
                 result[section] = extra[section]()
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -77,6 +78,9 @@ class X86ThreadContext(ThreadContext):
         self.idt = DescriptorTable()
         self.interrupt_bitmap = [0, 0, 0, 0]
         self.fpu = FpuState()
+        #: further state by part name (MSRs, debug registers, ...), JSON types
+        #: only; a part absent here is left as KVM has it
+        self.parts: dict[str, Any] = {}
 
     @property
     def pc(self) -> int:
@@ -98,6 +102,7 @@ class X86ThreadContext(ThreadContext):
         fpu["fpr"] = [row.hex() for row in self.fpu.fpr]
         fpu["xmm"] = [row.hex() for row in self.fpu.xmm]
         state["fpu"] = fpu
+        state["parts"] = copy.deepcopy(self.parts)
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -109,4 +114,5 @@ class X86ThreadContext(ThreadContext):
         fpu["fpr"] = [bytes.fromhex(row) for row in fpu["fpr"]]
         fpu["xmm"] = [bytes.fromhex(row) for row in fpu["xmm"]]
         self.fpu = FpuState(**fpu)
+        self.parts = copy.deepcopy(state.get("parts", {}))
         super().load_state(state)

@@ -13,7 +13,8 @@ import struct
 from typing import Any
 
 from kvm_x86 import abi
-from kvm_x86.thread_context import FpuState
+from kvm_x86.state import StatePart, register_part
+from kvm_x86.thread_context import FpuState, X86ThreadContext
 from kvmbase.abi import ffi
 
 # The legacy (FXSAVE) region at the start of an XSAVE area.
@@ -24,16 +25,42 @@ _XSTATE_BV_OFFSET = 512
 _X87_AND_SSE = 0b11
 
 
-class FpuSync:
-    """Moves :class:`FpuState` in and out of one vCPU, reusing its buffers."""
+@register_part
+class Fpu(StatePart):
+    """x87/SSE state in :attr:`X86ThreadContext.fpu`."""
 
-    def __init__(self, use_xsave: bool) -> None:
-        self.use_xsave = use_xsave
+    name = "fpu"
+    order = 40
+
+    def __init__(self, cpu: Any) -> None:
+        super().__init__(cpu)
+        self.use_xsave = bool(cpu.vm.kvm.cap_xsave)
         self._xsave = ffi.new("struct kvm_xsave *")
         self._xsave_bytes = ffi.buffer(self._xsave)
         self._fpu = ffi.new("struct kvm_fpu *")
 
-    def read(self, vcpu_ioctl: Any) -> FpuState:
+    def read_into(self, tc: X86ThreadContext) -> None:
+        tc.fpu = self.read()
+
+    def write_from(self, tc: X86ThreadContext) -> None:
+        self.write(tc.fpu)
+
+    def dump(self) -> dict[str, Any]:
+        state = self.read()
+        return {
+            "fcw": state.fcw,
+            "fsw": state.fsw,
+            "ftwx": state.ftwx,
+            "last_opcode": state.last_opcode,
+            "last_ip": state.last_ip,
+            "last_dp": state.last_dp,
+            "mxcsr": state.mxcsr,
+            "st": [row[:10].hex() for row in state.fpr],
+            "xmm": [row.hex() for row in state.xmm],
+        }
+
+    def read(self) -> FpuState:
+        vcpu_ioctl = self.cpu.vcpu_ioctl
         if self.use_xsave:
             vcpu_ioctl(abi.KVM_GET_XSAVE, self._xsave, action="reading the XSAVE area")
             area = self._xsave_bytes
@@ -66,7 +93,8 @@ class FpuSync:
             mxcsr=fpu.mxcsr,
         )
 
-    def write(self, state: FpuState, vcpu_ioctl: Any) -> None:
+    def write(self, state: FpuState) -> None:
+        vcpu_ioctl = self.cpu.vcpu_ioctl
         if self.use_xsave:
             # Read first: the area holds more than x87/SSE (AVX and beyond).
             vcpu_ioctl(abi.KVM_GET_XSAVE, self._xsave, action="reading the XSAVE area")
