@@ -42,7 +42,15 @@ from kvmbase.errors import (
     UnhandledExitError,
 )
 from kvmbase.ioctl import kvm_ioctl
-from kvmbase.perf import GuestCounters, open_guest_counters
+from kvmbase.perf import (
+    DEFAULT_INSTRUCTION_TOLERANCE,
+    GuestCounters,
+    InstructionCounter,
+    InstructionEvent,
+    InstructionEvents,
+    open_guest_counters,
+    open_instruction_counter,
+)
 from kvmbase.sim.eventq import CPU_TICK_PRIORITY, MAX_TICK, Event, ticks_from_frequency
 from kvmbase.sim.thread_context import ThreadContext, ThreadStatus
 from kvmbase.stats import CpuStats
@@ -164,8 +172,17 @@ class BaseKvmCPU(abc.ABC):
         self._immediate_exit = False
         self._run_timer = RunTimer(KICK_SIGNAL)
         self.counters = GuestCounters(None, None, "not opened")
-        self._cycle_counter: Any = None
+        # True while nothing is counted per run (no cycle counter, no
+        # instruction events): the exit path then only reads the clock.
+        self._uncounted = True
+        #: opens the guest instruction counter that instruction-count events
+        #: use, on the vCPU's thread; tests put a fake here
+        self.instruction_counter_opener: Callable[[], InstructionCounter] = partial(
+            open_instruction_counter, KICK_SIGNAL
+        )
+        self._instruction_events: InstructionEvents | None = None
         self._coalesced_zones: list[tuple[int, int, bool]] = []
+        self._interrupt = ffi.new("struct kvm_interrupt *")
         self._warned: set[str] = set()
         self._exit_handlers: list[ExitHandler] = []
         system.add_cpu(self)
@@ -250,6 +267,8 @@ class BaseKvmCPU(abc.ABC):
         """Release the vCPU's mapping, timer, counters and fd."""
         self._run_timer.close()
         self.counters.close()
+        if self._instruction_events is not None:
+            self._instruction_events.close()
         if self._mmap is not None:
             self._io = self._mmio_ring = None
             ffi.release(self._run_cdata)
@@ -443,7 +462,7 @@ class BaseKvmCPU(abc.ABC):
             if ticks != MAX_TICK:
                 budget_ns = int(ticks / self._ticks_per_host_ns)
                 self._run_timer.arm_at(start + max(budget_ns, MIN_RUN_NS), start)
-            if self._cycle_counter is None:
+            if self._uncounted:
                 self._enter_kvm()
                 elapsed = _monotonic_ns() - start
                 stats.host_ns_in_guest += elapsed
@@ -458,22 +477,98 @@ class BaseKvmCPU(abc.ABC):
         return executed
 
     def _run_counted(self, start: int) -> int:
-        """A run measured by the guest's own cycle and instruction counters."""
+        """A run measured by the guest's own cycle and instruction counters,
+        or serving instruction-count events (or both)."""
         cycles = self.counters.cycles
         instructions = self.counters.instructions
-        assert cycles is not None
-        base_cycles = cycles.read()
-        base_insts = instructions.read() if instructions is not None else 0
-        cycles.start()
-        self._enter_kvm()
-        cycles.stop()
-        self.stats.host_ns_in_guest += _monotonic_ns() - start
-        host_cycles = cycles.read() - base_cycles
-        self.stats.num_cycles += int(host_cycles * self.config.host_factor)
-        if instructions is not None:
-            self.stats.committed_insts += instructions.read() - base_insts
-        ticks: int = int(host_cycles * self.config.host_factor * 10**12 / self.config.host_freq)
+        events = self._instruction_events
+        if events is not None:
+            events.before_entry()
+        if cycles is None:
+            self._enter_kvm()
+            elapsed = _monotonic_ns() - start
+            self.stats.host_ns_in_guest += elapsed
+            ticks = int(elapsed * self._ticks_per_host_ns)
+        else:
+            base_cycles = cycles.read()
+            base_insts = instructions.read() if instructions is not None else 0
+            cycles.start()
+            self._enter_kvm()
+            cycles.stop()
+            self.stats.host_ns_in_guest += _monotonic_ns() - start
+            host_cycles = cycles.read() - base_cycles
+            self.stats.num_cycles += int(host_cycles * self.config.host_factor)
+            if instructions is not None:
+                self.stats.committed_insts += instructions.read() - base_insts
+            ticks = int(host_cycles * self.config.host_factor * 10**12 / self.config.host_freq)
+        if events is not None:
+            done = events.after_exit()
+            if instructions is None:
+                self.stats.committed_insts += done
+            if not events.pending:
+                # Nothing left to wait for: disarm, and stop counting runs.
+                events.disarm()
+                self._update_counting()
         return ticks
+
+    def _update_counting(self) -> None:
+        events = self._instruction_events
+        self._uncounted = self.counters.cycles is None and (events is None or not events.pending)
+
+    # ------------------------------------------------------------------
+    # Instruction-count events
+    # ------------------------------------------------------------------
+    def schedule_instruction_stop(
+        self,
+        instructions: int,
+        *,
+        cause: str = "instruction count reached",
+        code: int = 0,
+        tolerance: int = DEFAULT_INSTRUCTION_TOLERANCE,
+    ) -> InstructionEvent:
+        """Stop the simulation after ``instructions`` more guest instructions.
+
+        The run ends with ``cause`` once the guest has run at least
+        ``instructions - tolerance`` of them; past the count by the
+        counter's skid at most (the instructions between the counter's
+        overflow and the vCPU's exit).  Needs a guest instruction counter:
+        where the host has none, raises :class:`KvmCapabilityError`.
+        """
+        return self.schedule_instruction_event(
+            instructions, partial(self.system.exit_simulation, cause, code), tolerance=tolerance
+        )
+
+    def schedule_instruction_event(
+        self,
+        instructions: int,
+        callback: Callable[[], None],
+        *,
+        tolerance: int = DEFAULT_INSTRUCTION_TOLERANCE,
+    ) -> InstructionEvent:
+        """Call ``callback`` after ``instructions`` more guest instructions
+        (within ``tolerance`` before, the skid after); see
+        :meth:`schedule_instruction_stop`."""
+        events = self._instruction_events
+        if events is None:
+            events = InstructionEvents(self.instruction_counter_opener)
+        # The first schedule opens the counter: it raises here, where the
+        # host has none, and the CPU stays as it was.
+        event = events.schedule(instructions, callback, tolerance)
+        self._instruction_events = events
+        self._update_counting()
+        return event
+
+    def cancel_instruction_event(self, event: InstructionEvent) -> None:
+        """Drop an instruction event that has not fired."""
+        if self._instruction_events is not None:
+            self._instruction_events.cancel(event)
+
+    @property
+    def instructions_counted(self) -> int:
+        """Guest instructions counted since the first instruction event was
+        scheduled (runs while none was pending are added when the next is)."""
+        events = self._instruction_events
+        return events.count if events is not None else 0
 
     def _enter_kvm(self) -> None:
         """``KVM_RUN`` once; a signal or immediate exit reads as KVM_EXIT_INTR."""
@@ -524,7 +619,7 @@ class BaseKvmCPU(abc.ABC):
         if self.config.use_perf and self.counters.cycles is None:
             self.counters.close()
             self.counters = open_guest_counters()
-            self._cycle_counter = self.counters.cycles
+            self._update_counting()
             if self.counters.cycles is None:
                 self._warn_once(
                     "perf",
@@ -567,9 +662,14 @@ class BaseKvmCPU(abc.ABC):
         """
         if self.vcpu_fd < 0:
             return
+        thread = self._vcpu_thread
+        if thread is not None and thread == threading.get_ident():
+            # The vCPU's own thread is serving an exit, not inside KVM_RUN:
+            # the run loop sees the request without a kick, and a kick left
+            # pending would cut the next entry short for nothing.
+            return
         if self._immediate_exit:
             self._run.immediate_exit = 1
-        thread = self._vcpu_thread
         if thread is None:
             self._kick_before_start = True
         else:
@@ -1011,7 +1111,7 @@ class BaseKvmCPU(abc.ABC):
 
     def kvm_interrupt(self, vector: int) -> None:
         """``KVM_INTERRUPT``: inject an external interrupt."""
-        irq = ffi.new("struct kvm_interrupt *")
+        irq = self._interrupt
         irq.irq = vector
         self.stats.num_interrupts += 1
         self.vcpu_ioctl(abi.KVM_INTERRUPT, irq, action=f"injecting interrupt {vector}")
