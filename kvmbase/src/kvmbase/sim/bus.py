@@ -18,6 +18,9 @@ class Device:
     timing: bool = False
     #: ticks an access takes, charged to the CPU that makes it
     latency: int = 0
+    #: False for a view whose state its owner saves (a PCI BAR window):
+    #: checkpoints then neither save it nor expect it when restoring
+    checkpointed: bool = True
 
     def __init__(self, name: str) -> None:
         self.name = name

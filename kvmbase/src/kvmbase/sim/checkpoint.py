@@ -76,7 +76,11 @@ def write_checkpoint(
             "cpus": [
                 {"name": cpu.name, "thread": cpu.serialize_thread()} for cpu in active
             ],
-            "devices": {device.name: device.serialize() for device in system.bus.devices()},
+            "devices": {
+                device.name: device.serialize()
+                for device in system.bus.devices()
+                if device.checkpointed
+            },
             "memories": memories,
         }
         manifest_path = temporary / MANIFEST
@@ -133,7 +137,7 @@ def restore_checkpoint(
             f"CPUs differ: checkpoint has {len(manifest['cpus'])} running CPUs "
             f"({', '.join(c['name'] for c in manifest['cpus'])}), machine has {len(active)}"
         )
-    devices = {device.name: device for device in system.bus.devices()}
+    devices = {device.name: device for device in system.bus.devices() if device.checkpointed}
     if sorted(manifest["devices"]) != sorted(devices):
         raise CheckpointError(
             f"devices differ: checkpoint has {sorted(manifest['devices'])}, "
