@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import kvm_x86.parts  # noqa: F401 - registers every state part
 from kvm_x86.abi import IO_SPACE_BASE
+from kvm_x86.interrupts import InterruptDelivery
 from kvm_x86.state import PART_CLASSES, StatePart
 from kvm_x86.thread_context import X86ThreadContext
 from kvmbase.cpu import BaseKvmCPU
@@ -26,12 +27,14 @@ def io_address(port: int) -> int:
     return IO_SPACE_BASE | port
 
 
-class X86KvmCPU(BaseKvmCPU):
+class X86KvmCPU(InterruptDelivery, BaseKvmCPU):
     """Syncs the x86 state parts (:mod:`kvm_x86.parts`) with KVM; serves port
     IO through the bus at :data:`IO_SPACE_BASE` + port."""
 
     thread_context_class: ClassVar[type[X86ThreadContext]] = X86ThreadContext
     thread: X86ThreadContext
+    #: sync vector state through the XSAVE area (x86.use_xsave)
+    use_xsave: bool = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
