@@ -41,10 +41,11 @@ def test_run_without_arguments_runs_the_demo_and_prints_statistics() -> None:
     assert lines[:4] == DEMO_LINES
     assert lines[4].startswith("ring 3: result 0x")
     assert lines[5] == "ring 0 again (hlt in ring 3 faulted); halting"
+    assert lines[6] == "exiting with status 0 through the guest-ops page"
     assert "statistics of cpu0" in result.stdout
     for name in ("num_vm_exits", "num_io", "num_mmio", "num_halt", "committed_insts"):
         assert name in result.stdout
-    assert "all CPUs halted (code 0)" in result.stdout
+    assert "guest exited with status 0 (code 0)" in result.stdout
 
 
 @pytest.mark.kvm
@@ -53,12 +54,13 @@ def test_run_json_reports_the_statistics() -> None:
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     stats = data["statistics"]["cpu0"]
-    assert data["result"]["cause"] == "all CPUs halted"
-    assert stats["num_halt"] == 1
-    assert stats["num_mmio"] == 4
+    assert (data["result"]["cause"], data["result"]["code"]) == ("guest exited with status 0", 0)
+    assert stats["num_halt"] == 0
+    assert stats["num_mmio"] == 5  # four scratch accesses, the exit status
     # Every character goes out with an LSR poll (in) and the data (out).
     assert stats["num_io"] % 2 == 0 and stats["num_io"] > 400
-    assert stats["num_vm_exits"] == stats["num_io"] + stats["num_mmio"] + 1
+    assert stats["num_vm_exits"] == stats["num_io"] + stats["num_mmio"]
+    assert data["guest_ops"] == {"stats_dumps": [], "checkpoints": []}
 
 
 @pytest.mark.kvm
@@ -79,6 +81,9 @@ output = "{output}"
 type = "mmio-scratch"
 name = "scratch0"
 address = 0xD0000000
+[[devices]]
+type = "guest-ops"
+address = 0xFFFF0000
 [image]
 path = "{guest_path('demo.bin')}"
 [x86]
@@ -89,7 +94,7 @@ stack_top = 0x80000
     assert result.returncode == 0, result.stderr
     assert output.read_text().splitlines()[:4] == DEMO_LINES
     assert "statistics" not in result.stdout
-    assert "all CPUs halted" in result.stdout
+    assert "guest exited with status 0 (code 0)" in result.stdout
 
 
 @pytest.mark.kvm

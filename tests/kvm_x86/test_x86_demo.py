@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from kvm_x86.guests import guest_path
-from kvm_x86.plugin import demo_config
+from kvm_x86.plugin import DEMO_MMIO_ADDRESS, demo_config
 from kvmbase import Machine
+from kvmbase.sim.scratch import ScratchDevice
 
 M64 = (1 << 64) - 1
 SEED = 0x9E3779B97F4A7C15
@@ -65,6 +66,7 @@ def expected_output(result: int) -> bytes:
         "ring 3: running xorshift64\n"
         f"ring 3: result 0x{result:016x}\n"
         "ring 0 again (hlt in ring 3 faulted); halting\n"
+        "exiting with status 0 through the guest-ops page\n"
     ).encode()
 
 
@@ -76,7 +78,7 @@ def demo_with_image(image: Path) -> dict:
 
 def check_demo(machine: Machine, iterations: int, result: int) -> None:
     run = machine.run()
-    assert run.cause == "all CPUs halted"
+    assert (run.cause, run.code) == ("guest exited with status 0", 0)
     output = bytes(machine.devices["uart0"].transmitted)
     assert output == expected_output(result)
     stored = struct.unpack("<Q", machine.system.read_memory(LOAD_ADDRESS + RESULT_OFFSET, 8))[0]
@@ -90,8 +92,12 @@ def check_demo(machine: Machine, iterations: int, result: int) -> None:
     stats = machine.statistics()["cpu0"]
     # every character: one LSR poll (the UART is always ready) and one write
     assert stats["num_io"] == 2 * len(output)
-    assert stats["num_mmio"] == 4
-    assert stats["num_halt"] == 1
+    # four scratch accesses and the write of the exit status
+    assert stats["num_mmio"] == 5
+    assert stats["num_halt"] == 0
+    assert stats["num_vm_exits"] == stats["num_io"] + stats["num_mmio"]
+    # Run on after the exit, the demo halts.
+    assert machine.run().cause == "all CPUs halted"
 
 
 def test_power_matches_loop():
@@ -117,3 +123,25 @@ def test_demo_as_shipped():
     """50,000,000 iterations at CPL3 run natively: about 0.1 s here."""
     with Machine.from_data(demo_config(), uart_output="none") as machine:
         check_demo(machine, DEFAULT_ITERATIONS, xorshift64_power(DEFAULT_ITERATIONS))
+
+
+class WrongScratch(ScratchDevice):
+    """A scratch device whose reads come back with the low bit flipped."""
+
+    def read(self, offset: int, size: int) -> int:
+        return super().read(offset, size) ^ 1
+
+
+@pytest.mark.kvm
+def test_demo_ends_with_status_3_when_its_mmio_check_fails() -> None:
+    data = dict(demo_config())
+    data["devices"] = [d for d in data["devices"] if d["type"] != "mmio-scratch"]
+    with Machine.from_data(data, uart_output="none") as machine:
+        machine.add_device(WrongScratch("scratch0", 0x1000), DEMO_MMIO_ADDRESS, 0x1000)
+        run = machine.run()
+        assert (run.cause, run.code) == ("guest exited with status 3", 3)
+        assert bytes(machine.devices["uart0"].transmitted) == (  # type: ignore[attr-defined]
+            b"kvmbase demo: hello from a 64-bit guest\n"
+            b"MMIO: scratch device read back the wrong value\n"
+        )
+        assert machine.statistics()["cpu0"]["num_mmio"] == 3  # write, read, exit

@@ -67,6 +67,7 @@ __all__ = [
     "ConfigIssue",
     "CpuConfig",
     "Device",
+    "GuestOpsConfig",
     "ImageConfig",
     "IoPort",
     "MachineConfig",
@@ -318,8 +319,53 @@ class MmioScratchConfig(BaseModel):
         return self
 
 
+GUEST_OPS_DEFAULT_ADDRESS: Final = 0xFFFF0000
+"""Where the guest-operations page sits unless the config says otherwise."""
+
+
+class GuestOpsConfig(BaseModel):
+    """The guest-operations page: a guest asks the host to exit, dump or reset
+    statistics, or take a checkpoint (:mod:`kvmbase.sim.guest_ops`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["guest-ops"] = Field(description="Device kind.")
+    name: str = Field(default="guest_ops", min_length=1, description="Unique device name.")
+    address: Address = Field(
+        default=GUEST_OPS_DEFAULT_ADDRESS,
+        description=(
+            "MMIO address of the device's 4 KiB page; 4 KiB aligned and outside RAM "
+            "(default 0xFFFF0000)."
+        ),
+    )
+    checkpoint_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Directory the checkpoints a guest asks for are written into, as "
+            "checkpoint-1, checkpoint-2, ...; a relative path is taken from the "
+            "current directory.  Unset: a guest's checkpoint request is an error "
+            "(the kvmbase run option --checkpoint-dir sets it too)."
+        ),
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _check_page(cls, address: int) -> int:
+        # A page is the unit KVM maps RAM in: a device sharing a page with RAM
+        # would never see the guest's accesses.
+        if address % PAGE_SIZE:
+            raise ValueError(f"address {_hex(address)} is not 4 KiB (0x1000) aligned")
+        if address + PAGE_SIZE > ADDRESS_LIMIT:
+            raise ValueError(
+                f"a 4 KiB page at {_hex(address)} goes past the end of the 64-bit "
+                "address space"
+            )
+        return address
+
+
 Device = Annotated[
-    Union[Uart16550Config, MmioScratchConfig],  # noqa: UP007 - runtime alias on 3.10
+    Union[Uart16550Config, MmioScratchConfig, GuestOpsConfig],  # noqa: UP007 - runtime alias on 3.10
     Field(discriminator="type"),
 ]
 """Any device a machine config may list, told apart by its ``type`` key."""
@@ -399,6 +445,23 @@ class _MachineCore(BaseModel):
                     },
                 )
             first_index[device.name] = index
+        return devices
+
+    @field_validator("devices")
+    @classmethod
+    def _check_one_guest_ops(cls, devices: list[Device]) -> list[Device]:
+        # The machine serves one page's requests; a second would be ignored.
+        indexes = [i for i, device in enumerate(devices) if isinstance(device, GuestOpsConfig)]
+        if len(indexes) > 1:
+            raise PydanticCustomError(
+                "second_guest_ops",
+                "a machine has at most one guest-ops device; device {first} is one already",
+                {
+                    "first": indexes[0],
+                    _SUB_LOC: (indexes[1], "type"),
+                    _SUB_INPUT: "guest-ops",
+                },
+            )
         return devices
 
     @field_validator("image")

@@ -9,7 +9,12 @@
  *   4. runs a xorshift64 compute loop at CPL3 (native speed under PVM),
  *      prints the result from CPL3 (the TSS I/O bitmap allows the ports),
  *   5. executes hlt at CPL3, which faults (#GP) back into the CPL0
- *      handler, which prints a last line and halts with interrupts off.
+ *      handler, which prints a last line,
+ *   6. and ends the simulation with status 0 through the guest-ops page
+ *      at 0xFFFF0000 (kvmbase/sim/guest_ops.py): a write of the status to
+ *      its EXIT register (+0x10).  If the MMIO check of step 2 fails it
+ *      ends with status 3 instead.  Should the host run it on after the
+ *      exit, it halts with interrupts off.
  *
  * Patchable at fixed offsets: +8 the loop's iteration count, +16 the
  * result the loop stores.  CPL0 code runs in KVM's instruction emulator
@@ -23,6 +28,9 @@
         .set    UART_LSR,    0x3FD
         .set    LSR_THRE,    0x20
         .set    SCRATCH,     0xD0000000
+        .set    GUEST_OPS,   0xFFFF0000
+        .set    OPS_EXIT,    0x10
+        .set    STATUS_MMIO_FAILED, 3
         .set    IDT_BASE,    0x5000
         .set    USER_STACK,  0x70000
         .set    USER_CS,     0x2B
@@ -73,8 +81,16 @@ start:
 mmio_failed:
         lea     msg_mmio_failed(%rip), %rsi
         call    puts
+        mov     $STATUS_MMIO_FAILED, %eax
+        jmp     exit
+
+/* exit: end the simulation with status %eax (guest-ops EXIT register) */
+exit:
+        mov     $GUEST_OPS, %ebx
+        mov     %eax, OPS_EXIT(%rbx)
         cli
-        hlt
+8:      hlt
+        jmp     8b
 
 /* set_gate: 64-bit interrupt gate at %rdi to handler %rax, DPL 0 */
 set_gate:
@@ -123,9 +139,10 @@ user_main:
 gp_handler:
         lea     msg_back(%rip), %rsi
         call    puts
-        cli
-2:      hlt
-        jmp     2b
+        lea     msg_exit(%rip), %rsi
+        call    puts
+        xor     %eax, %eax
+        jmp     exit
 
 /* putc: write %al to the UART once it can take it */
 putc:
@@ -180,3 +197,4 @@ msg_drop:       .asciz "dropping to ring 3 for the compute loop\n"
 msg_user:       .asciz "ring 3: running xorshift64\n"
 msg_result:     .asciz "ring 3: result 0x"
 msg_back:       .asciz "ring 0 again (hlt in ring 3 faulted); halting\n"
+msg_exit:       .asciz "exiting with status 0 through the guest-ops page\n"
