@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from kvm_x86 import layout
+from kvm_x86.apic import setup_apics
 from kvm_x86.config import X86Config
+from kvm_x86.cpu import X86KvmCPU
+from kvm_x86.cpuid import apply_cpuid_config
+from kvm_x86.pci import setup_pci
+from kvm_x86.pci_config import pci_config_issues
 from kvm_x86.thread_context import X86ThreadContext
+from kvm_x86.tsc import setup_tsc
 from kvmbase.config import ConfigIssue, MachineConfig
+from kvmbase.cpu import BaseKvmCPU
 from kvmbase.machine import Machine
 
 MIN_RAM = 2 << 20
@@ -52,7 +59,17 @@ def check_config(config: MachineConfig) -> list[ConfigIssue]:
                 image.load_address,
             )
         )
+    issues.extend(pci_config_issues(config, x86.pci))
     return issues
+
+
+def configure_cpu(machine: Machine, cpu: BaseKvmCPU) -> None:
+    """Apply the x86 section to one CPU: the boot CPU, or one added later."""
+    assert isinstance(cpu, X86KvmCPU)
+    x86 = x86_config(machine.config)
+    cpu.use_xsave = x86.use_xsave
+    # A restore replaces this table with the checkpoint's afterwards.
+    apply_cpuid_config(machine, x86.cpuid, cpus=[cpu])
 
 
 def setup_machine(machine: Machine) -> None:
@@ -61,10 +78,15 @@ def setup_machine(machine: Machine) -> None:
     x86 = x86_config(config)
     cpu = machine.arch.cpu_class(machine.system, machine.vm, config=config.cpu)
     machine.add_cpu(cpu)
+    configure_cpu(machine, cpu)
+    setup_apics(machine)
     rsp0 = x86.tss_rsp0 if x86.tss_rsp0 is not None else x86.stack_top
     layout.write_tables(machine.system, tss_rsp0=rsp0)
+    setup_pci(machine, x86.pci)
     entry = config.image.entry_address if config.image is not None else layout.LOAD_ADDRESS
     tc = cpu.thread
     assert isinstance(tc, X86ThreadContext)
     layout.set_long_mode_state(tc, entry=entry, stack_top=x86.stack_top)
+    # The request lives in the thread: spare CPUs and restores inherit it.
+    setup_tsc(machine.vm, tc, x86.tsc_frequency)
     tc.activate()

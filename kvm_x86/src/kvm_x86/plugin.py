@@ -9,7 +9,7 @@ import kvm_x86
 from kvm_x86.config import X86Config
 from kvm_x86.cpu import X86KvmCPU, io_address
 from kvm_x86.guests import guest_path
-from kvm_x86.machine import check_config, setup_machine
+from kvm_x86.machine import check_config, configure_cpu, setup_machine
 from kvm_x86.thread_context import X86ThreadContext
 from kvmbase.arch import ArchDescription
 from kvmbase.hookspecs import hookimpl
@@ -18,13 +18,15 @@ DEMO_MMIO_ADDRESS = 0xD0000000
 
 
 def demo_config() -> Mapping[str, Any]:
-    """The bundled demo: UART on COM1, a scratch MMIO device, the demo image."""
+    """The bundled demo: UART on COM1, a scratch MMIO device, the guest-ops
+    page the guest ends with (at its default 0xFFFF0000), the demo image."""
     return {
         "arch": "x86",
         "vm": {"ram_size": "16MiB"},
         "devices": [
             {"type": "uart16550", "name": "uart0", "port": 0x3F8},
             {"type": "mmio-scratch", "name": "scratch0", "address": DEMO_MMIO_ADDRESS},
+            {"type": "guest-ops", "name": "guest_ops"},
         ],
         "image": {"path": str(guest_path("demo.bin")), "load_address": 0x100000},
     }
@@ -40,6 +42,7 @@ DESCRIPTION = ArchDescription(
     thread_context_class=X86ThreadContext,
     config_model=X86Config,
     setup_machine=setup_machine,
+    configure_cpu=configure_cpu,
     port_address=io_address,
     demo_config=demo_config,
     check_config=check_config,

@@ -34,6 +34,8 @@ class ArchDescription:
     config_model: type[BaseModel]
     #: create the CPUs of a machine and set their boot state
     setup_machine: Callable[[Machine], None]
+    #: apply the config to a CPU made after set-up (Machine.new_cpu)
+    configure_cpu: Callable[[Machine, BaseKvmCPU], None] | None = None
     #: where a legacy IO port appears on the bus; None if the ISA has no ports
     port_address: Callable[[int], int] | None = None
     #: the raw config of the bundled demo machine

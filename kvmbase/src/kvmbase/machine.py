@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from kvmbase.arch import ArchDescription
 from kvmbase.config import (
+    GuestOpsConfig,
     MachineConfig,
     MmioScratchConfig,
     Uart16550Config,
@@ -32,6 +33,7 @@ from kvmbase.plugins import check_machine_config, config_models, get_arch, notif
 from kvmbase.sim.bus import Device
 from kvmbase.sim.checkpoint import read_manifest, restore_checkpoint, write_checkpoint
 from kvmbase.sim.eventq import MAX_TICK
+from kvmbase.sim.guest_ops import CHECKPOINT_CAUSE, PAGE_SIZE, GuestOpsDevice
 from kvmbase.sim.memory import GuestMemory
 from kvmbase.sim.scratch import ScratchDevice
 from kvmbase.sim.system import System
@@ -59,9 +61,13 @@ class Machine:
         *,
         kvm: Kvm | None = None,
         uart_output: str | IO[bytes] | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
         source: str | None = None,
     ) -> None:
-        """``source`` names the config's file in error messages."""
+        """``source`` names the config's file in error messages;
+        ``checkpoint_dir`` overrides the guest-ops device's."""
+        if checkpoint_dir is not None:
+            config = _with_checkpoint_dir(config, os.fspath(checkpoint_dir))
         self.config = config
         self.arch: ArchDescription = get_arch(config.arch)
         check_machine_config(config, source=source)
@@ -71,6 +77,8 @@ class Machine:
         self.system = System()
         self.cpus: list[BaseKvmCPU] = []
         self.devices: dict[str, Device] = {}
+        #: the guest-operations page, if the config has one
+        self.guest_ops: GuestOpsDevice | None = None
         self._uart_output = uart_output
         # Without use_coalesced_mmio no zone is registered: KVM would queue
         # writes in a ring the CPU does not read.
@@ -132,6 +140,12 @@ class Machine:
         elif isinstance(device_config, MmioScratchConfig):
             scratch = ScratchDevice(device_config.name, device_config.size)
             self.add_device(scratch, device_config.address, device_config.size)
+        elif isinstance(device_config, GuestOpsConfig):
+            guest_ops = GuestOpsDevice(
+                device_config.name, self.system, checkpoint_dir=device_config.checkpoint_dir
+            )
+            self.add_device(guest_ops, device_config.address, PAGE_SIZE)
+            self.guest_ops = guest_ops
         else:
             raise ConfigurationError(f"device type {device_config.type!r} is not supported")
 
@@ -139,7 +153,10 @@ class Machine:
         """Put ``device`` on the bus at ``[start, start+size)``."""
         if device.name in self.devices:
             raise ConfigurationError(f"a device named {device.name!r} exists already")
-        self.system.attach_device(device, start, size)
+        try:
+            self.system.attach_device(device, start, size)
+        except ValueError as exc:  # overlaps RAM or another device
+            raise ConfigurationError(str(exc)) from None
         self.devices[device.name] = device
         return device
 
@@ -165,7 +182,10 @@ class Machine:
         over from a running one with :meth:`switch_cpus`."""
         cpu = self.arch.cpu_class(self.system, self.vm, config=self.config.cpu, name=name)
         cpu.switched_out = True
-        return self.add_cpu(cpu)
+        self.add_cpu(cpu)
+        if self.arch.configure_cpu is not None:
+            self.arch.configure_cpu(self, cpu)
+        return cpu
 
     def switch_cpus(self, old: BaseKvmCPU, new: BaseKvmCPU) -> None:
         """Drain, hand ``old``'s thread to ``new``, and carry on with ``new``."""
@@ -189,12 +209,23 @@ class Machine:
 
     # -- running --------------------------------------------------------
     def run(self, max_ticks: int | None = None) -> RunResult:
-        """Run until the guest stops, something asks to stop, or ``max_ticks``."""
+        """Run until the guest stops, something asks to stop, or ``max_ticks``.
+
+        Checkpoints the guest asks for (guest-ops device) are written on the
+        way, and the run goes on: only a real stop ends this call.
+        """
         limit = max_ticks if max_ticks is not None else self.config.max_ticks
         until = MAX_TICK if limit is None else limit
         started = time.perf_counter()
         try:
-            exit_event = self.system.run(until)
+            while True:
+                # A request left waiting (no directory then) goes first.
+                self._write_guest_checkpoint()
+                exit_event = self.system.run(until)
+                if exit_event.cause != CHECKPOINT_CAUSE:
+                    break
+            # A request that came with another stop: write it, then stop.
+            self._write_guest_checkpoint()
         finally:
             for device in self.devices.values():
                 if isinstance(device, Uart16550):
@@ -205,6 +236,16 @@ class Machine:
         ):
             cause = "all CPUs halted"
         return RunResult(cause, exit_event.code, exit_event.tick, time.perf_counter() - started)
+
+    def _write_guest_checkpoint(self) -> None:
+        """Serve a guest's waiting checkpoint request, outside any exit handler."""
+        guest_ops = self.guest_ops
+        if guest_ops is None or not guest_ops.checkpoint_requested:
+            return
+        checkpoint = guest_ops.take_checkpoint_request()
+        if checkpoint is not None:
+            self.checkpoint(checkpoint.path)
+            guest_ops.checkpoint_written(checkpoint)
 
     def stop(self, cause: str = "stopped by request", code: int = 0) -> None:
         """End a run in progress; safe from another thread."""
@@ -275,3 +316,19 @@ class Machine:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _with_checkpoint_dir(config: MachineConfig, directory: str) -> MachineConfig:
+    """``config`` with its guest-ops device writing checkpoints to ``directory``.
+
+    The override goes into the config, so checkpoints record it too.
+    """
+    devices = list(config.devices)
+    for index, device in enumerate(devices):
+        if isinstance(device, GuestOpsConfig):
+            devices[index] = device.model_copy(update={"checkpoint_dir": directory})
+            return config.model_copy(update={"devices": devices})
+    raise ConfigurationError(
+        "a checkpoint directory was given, but the machine has no guest-ops device "
+        '(add {type = "guest-ops"} to its devices)'
+    )
