@@ -104,7 +104,8 @@ _FIXED_MTRRS: Final[dict[int, str]] = {
 
 _E2BIG: Final = 7
 _index_lists: weakref.WeakKeyDictionary[Kvm, frozenset[int]] = weakref.WeakKeyDictionary()
-_reported: weakref.WeakKeyDictionary[Kvm, set[str]] = weakref.WeakKeyDictionary()
+#: messages about missing MSRs already logged in this process
+_reported: set[str] = set()
 
 
 class MsrAccessError(KvmbaseError):
@@ -165,15 +166,15 @@ def msr_index_list(kvm: Kvm) -> frozenset[int]:
         return indices
 
 
-def report_missing(kvm: Kvm, what: str, indices: list[int]) -> None:
-    """Log once per Kvm and message that MSRs ``indices`` are not synced."""
+def report_missing(what: str, indices: list[int]) -> None:
+    """Log once per process and message that MSRs ``indices`` are not synced:
+    every machine of the process would otherwise say the same again."""
     if not indices:
         return
     names = ", ".join(f"{msr_name(index)} ({index:#x})" for index in indices)
     message = f"{what}: {names}"
-    seen = _reported.setdefault(kvm, set())
-    if message not in seen:
-        seen.add(message)
+    if message not in _reported:
+        _reported.add(message)
         log.warning("%s", message)
 
 
@@ -231,7 +232,7 @@ class Msrs(StatePart):
         self.indices = tuple(readable)
         lacking = not_listed + mtrr_missing + unreadable
         self.missing = {index: msr_name(index) for index in lacking}
-        report_missing(kvm, "MSRs this host's KVM does not offer, not synced", lacking)
+        report_missing("MSRs this host's KVM does not offer, not synced", lacking)
         self._keys = tuple(f"{index:#x}" for index in self.indices)
         count = len(self.indices)
         self._get = _msr_buffer(count)
@@ -392,7 +393,6 @@ class Msrs(StatePart):
             self._foreign_reported.add(foreign)
             indices = sorted(int(key, 16) for key in foreign)
             report_missing(
-                self.cpu.vm.kvm,
                 f"{self.cpu.name}: MSRs in the thread context that this host's KVM does "
                 "not offer, not written",
                 indices,
