@@ -144,6 +144,30 @@ def test_config_check_applies_the_architectures_own_rules(tmp_path: Path) -> Non
         assert f"{config}: image.load_address: would overlap the page tables" in result.stderr
 
 
+def test_config_check_refuses_devices_on_the_local_apic(tmp_path: Path) -> None:
+    config = tmp_path / "apic.json"
+    config.write_text(
+        json.dumps(
+            {
+                "arch": "x86",
+                "devices": [
+                    {"type": "mmio-scratch", "name": "local_apic", "address": 0xFEE00800},
+                    {"type": "mmio-scratch", "name": "below", "address": 0xFEDFF000},
+                ],
+            }
+        )
+    )
+    result = kvmbase("config", "check", str(config))
+    assert_clean_failure(result, 2)
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f"{config}: devices.0.name: the name 'local_apic' belongs to the local APICs "
+        "(got 'local_apic')",
+        f"{config}: devices.0.address: overlaps the local APIC page [0xfee00000, 0xfee01000) "
+        "(got 4276094976)",
+    ]
+
+
 def test_config_check_accepts_a_good_file(tmp_path: Path) -> None:
     config = tmp_path / "good.json"
     config.write_text(json.dumps({"arch": "x86", "vm": {"ram_size": "4MiB"}}))

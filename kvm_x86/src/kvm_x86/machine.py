@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from kvm_x86 import layout
-from kvm_x86.apic import setup_apics
+from kvm_x86.apic import APIC_BASE, APIC_SIZE, setup_apics
+from kvm_x86.apic import DEVICE_NAME as APIC_DEVICE_NAME
 from kvm_x86.config import X86Config
 from kvm_x86.cpu import X86KvmCPU
 from kvm_x86.cpuid import apply_cpuid_config
@@ -60,6 +61,33 @@ def check_config(config: MachineConfig) -> list[ConfigIssue]:
             )
         )
     issues.extend(pci_config_issues(config, x86.pci))
+    issues.extend(apic_config_issues(config))
+    return issues
+
+
+def apic_config_issues(config: MachineConfig) -> list[ConfigIssue]:
+    """Devices that would take the local APIC's page or name."""
+    issues: list[ConfigIssue] = []
+    apic_end = APIC_BASE + APIC_SIZE
+    for index, device in enumerate(config.devices):
+        if device.name == APIC_DEVICE_NAME:
+            issues.append(
+                ConfigIssue(
+                    ("devices", index, "name"),
+                    f"the name {device.name!r} belongs to the local APICs",
+                    device.name,
+                )
+            )
+        address = getattr(device, "address", None)
+        size = getattr(device, "size", None) or 0x1000
+        if address is not None and address < apic_end and address + size > APIC_BASE:
+            issues.append(
+                ConfigIssue(
+                    ("devices", index, "address"),
+                    f"overlaps the local APIC page [{APIC_BASE:#x}, {apic_end:#x})",
+                    address,
+                )
+            )
     return issues
 
 
