@@ -6,12 +6,17 @@
   :func:`skip_host_lacks`.  With ``--strict-skips`` (``.ci/run`` passes it)
   the run fails if any other skip happened, or if a KVM test was skipped
   while ``/dev/kvm`` is usable.
+* The ``machines`` fixture is a list a test appends the machines it makes
+  to; they are all closed after the test.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from kvmbase import Machine
 from kvmbase.kvm import kvm_usable
 
 HOST_LACKS = "host lacks: "
@@ -22,6 +27,15 @@ KVM_USABLE, KVM_REASON = kvm_usable()
 def skip_host_lacks(what: str) -> None:
     """Skip the running test because the host lacks ``what``."""
     pytest.skip(HOST_LACKS + what)
+
+
+@pytest.fixture
+def machines() -> Iterator[list[Machine]]:
+    """Machines a test makes; all closed at the end."""
+    made: list[Machine] = []
+    yield made
+    for machine in made:
+        machine.close()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

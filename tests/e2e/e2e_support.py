@@ -1,4 +1,7 @@
-"""Helpers of the end-to-end tests: images, configs, recording devices."""
+"""Helpers of the end-to-end tests: images, recording devices.
+
+The machine configs come from ``x86_machines.machine_config``.
+"""
 
 from __future__ import annotations
 
@@ -21,15 +24,6 @@ def patched_image(guest_dir: Path, name: str, tmp_path: Path, iterations: int) -
     path = tmp_path / f"{name}-{iterations}.bin"
     path.write_bytes(bytes(data))
     return path
-
-
-def machine_config(image: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "arch": "x86",
-        "vm": {"ram_size": "16MiB"},
-        "image": {"path": str(image), "load_address": 0x100000},
-        **extra,
-    }
 
 
 class PortRecorder(Device):

@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from e2e_support import attach_recorders, machine_config, patched_image
+from e2e_support import attach_recorders, patched_image
+from x86_machines import machine_config, machine_from
 
 from kvmbase import CheckpointError, Machine
 from kvmbase.cpu import RunState
@@ -39,8 +40,7 @@ def test_uninterrupted_run_matches_the_model(
     guest_dir: Path, tmp_path: Path, machines: list[Machine]
 ) -> None:
     image = patched_image(guest_dir, "counter", tmp_path, ITERATIONS)
-    machine = Machine.from_data(machine_config(image))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(image))
     values, final = run_to_end(machine)
     assert (values, final) == expected_values(ITERATIONS)
     assert machine.statistics()["cpu0"]["num_io"] == ITERATIONS + 2
@@ -51,8 +51,7 @@ def test_checkpoint_mid_run_restores_into_a_fresh_vm(
     guest_dir: Path, tmp_path: Path, machines: list[Machine], stop_at: int
 ) -> None:
     image = patched_image(guest_dir, "counter", tmp_path, ITERATIONS)
-    first = Machine.from_data(machine_config(image))
-    machines.append(first)
+    first = machine_from(machines, machine_config(image))
     attach_recorders(first, stop_after=stop_at)
     outcome = first.run()
     assert outcome.cause == "recorder asked to stop"
@@ -86,8 +85,7 @@ def test_checkpoint_and_carry_on_in_the_same_machine(
     guest_dir: Path, tmp_path: Path, machines: list[Machine]
 ) -> None:
     image = patched_image(guest_dir, "counter", tmp_path, ITERATIONS)
-    machine = Machine.from_data(machine_config(image))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(image))
     values, result = attach_recorders(machine, stop_after=100)
     machine.run()
     machine.checkpoint(tmp_path / "ckpt")
@@ -99,8 +97,7 @@ def test_checkpoint_and_carry_on_in_the_same_machine(
 
 def _checkpoint(guest_dir: Path, tmp_path: Path, machines: list[Machine]) -> Path:
     image = patched_image(guest_dir, "counter", tmp_path, ITERATIONS)
-    machine = Machine.from_data(machine_config(image))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(image))
     attach_recorders(machine, stop_after=10)
     machine.run()
     return machine.checkpoint(tmp_path / "ckpt")

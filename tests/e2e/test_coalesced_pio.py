@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 from conftest import skip_host_lacks
-from e2e_support import PORT_VALUES, attach_recorders, machine_config, patched_image
+from e2e_support import PORT_VALUES, attach_recorders, patched_image
 from test_checkpoint import expected_values
+from x86_machines import machine_config, machine_from
 
 from kvmbase import Machine, abi
 
@@ -21,8 +22,7 @@ def test_coalesced_port_writes_arrive_in_order(
     image = patched_image(guest_dir, "counter", tmp_path, iterations)
     # KVM coalesces an access only if all of it lies in the zone: 4 bytes.
     config = machine_config(image, vm={"coalesced_pio": [{"start": PORT_VALUES, "size": 4}]})
-    machine = Machine.from_data(config)
-    machines.append(machine)
+    machine = machine_from(machines, config)
     if not machine.vm.kvm.cap_coalesced_pio:
         skip_host_lacks("KVM_CAP_COALESCED_PIO")
     values, result = attach_recorders(machine)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e_support import PORT_VALUES, attach_recorders, machine_config, patched_image
+from e2e_support import PORT_VALUES, attach_recorders, patched_image
 from test_checkpoint import expected_values
+from x86_machines import machine_config, machine_from
 
 from kvmbase import Machine
 
@@ -23,8 +24,7 @@ def test_without_coalesced_mmio_every_write_exits(
         cpu={"use_coalesced_mmio": False},
         vm={"coalesced_pio": [{"start": PORT_VALUES, "size": 4}]},
     )
-    machine = Machine.from_data(config)
-    machines.append(machine)
+    machine = machine_from(machines, config)
     values, _ = attach_recorders(machine)
     machine.run()
     assert machine.vm.coalesced_zones == []
@@ -38,8 +38,7 @@ def test_always_sync_tc_keeps_the_context_current(
     guest_dir: Path, tmp_path: Path, machines: list[Machine]
 ) -> None:
     image = patched_image(guest_dir, "counter", tmp_path, 50)
-    machine = Machine.from_data(machine_config(image, cpu={"always_sync_tc": True}))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(image, cpu={"always_sync_tc": True}))
     values, _ = attach_recorders(machine, stop_after=20)
     machine.run()
     cpu = machine.cpu

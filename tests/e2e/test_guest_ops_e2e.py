@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import attach_recorders, machine_config, patched_image
+from e2e_support import attach_recorders, patched_image
+from x86_machines import machine_config, machine_from
 
 from kvmbase import BusError, ConfigurationError, Machine, SimulationError
 from kvmbase.sim.guest_ops import GuestOpsDevice
@@ -50,8 +51,7 @@ def test_guest_exits_with_its_status(
     guest_dir: Path, tmp_path: Path, machines: list[Machine], status: int
 ) -> None:
     image = status_image(guest_dir, tmp_path, status)
-    machine = Machine.from_data(machine_config(image, devices=[GUEST_OPS]))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(image, devices=[GUEST_OPS]))
     result = machine.run()
     assert (result.cause, result.code) == (f"guest exited with status {status}", status)
     assert guest_ops_of(machine).exit_status == status
@@ -79,8 +79,7 @@ def test_a_guest_op_at_a_configured_address(
     """The page moves with the config: nothing answers at the default then."""
     image = status_image(guest_dir, tmp_path, 5)
     moved = {"type": "guest-ops", "address": 0xFEDC0000}
-    machine = Machine.from_data(machine_config(image, devices=[moved]))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(image, devices=[moved]))
     with pytest.raises(BusError, match="address 0xffff0010: no device there"):
         machine.run()
 

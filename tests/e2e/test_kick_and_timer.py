@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import machine_config
+from x86_machines import machine_config, machine_from
 
 from kvmbase import Machine
 from kvmbase.sim.eventq import Event
@@ -19,8 +19,7 @@ pytestmark = pytest.mark.kvm
 def test_kick_from_another_thread_ends_a_spinning_guest(
     guest_dir: Path, machines: list[Machine], method: str
 ) -> None:
-    machine = Machine.from_data(machine_config(guest_dir / "spin.bin"))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(guest_dir / "spin.bin"))
     machine.cpu.prefer_immediate_exit = method == "immediate_exit"
     machine.system.startup()
     if method == "immediate_exit" and machine.cpu.kick_method != "immediate_exit":
@@ -47,8 +46,7 @@ def test_kick_from_another_thread_ends_a_spinning_guest(
 
 
 def test_kick_before_the_first_run_is_not_lost(guest_dir: Path, machines: list[Machine]) -> None:
-    machine = Machine.from_data(machine_config(guest_dir / "spin.bin"))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(guest_dir / "spin.bin"))
     machine.system.startup()
     machine.stop("stopped before it ran")
     result = machine.run()
@@ -60,8 +58,7 @@ def test_run_timer_returns_control_for_a_due_event(
 ) -> None:
     """The spinning guest never exits by itself; only the run timer lets the
     event at 20 ms of simulated time run."""
-    machine = Machine.from_data(machine_config(guest_dir / "spin.bin"))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(guest_dir / "spin.bin"))
     due = 20 * 10**9  # ticks: 20 ms
     fired: list[int] = []
     queue = machine.system.event_queue
@@ -83,8 +80,7 @@ def test_run_timer_returns_control_for_a_due_event(
 
 
 def test_max_ticks_stops_a_spinning_guest(guest_dir: Path, machines: list[Machine]) -> None:
-    machine = Machine.from_data(machine_config(guest_dir / "spin.bin"))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(guest_dir / "spin.bin"))
     result = machine.run(max_ticks=5 * 10**9)
     assert result.cause == "tick limit reached"
     assert result.tick == 5 * 10**9

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import skip_host_lacks
-from e2e_support import PortRecorder, machine_config
+from e2e_support import PortRecorder
+from x86_machines import machine_config, machine_from
 
 from kvmbase import KvmIoctlError, Machine, abi
 
@@ -30,8 +31,7 @@ SYSENTER_ESP = msr_id(0x175)
 
 @pytest.fixture
 def machine(guest_dir: Path, machines: list[Machine]) -> Machine:
-    machine = Machine.from_data(machine_config(guest_dir / "msr.bin"))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(guest_dir / "msr.bin"))
     machine.system.startup()
     try:
         machine.cpu.get_one_reg(KERNEL_GS_BASE)

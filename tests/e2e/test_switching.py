@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e_support import attach_recorders, machine_config, patched_image
+from e2e_support import attach_recorders, patched_image
 from test_checkpoint import ITERATIONS, expected_values
+from x86_machines import machine_config, machine_from
 
 from kvmbase import Machine
 from kvmbase.sim.thread_context import ThreadStatus
@@ -18,8 +19,7 @@ def test_switch_mid_run_finishes_with_the_same_result(
     guest_dir: Path, tmp_path: Path, machines: list[Machine]
 ) -> None:
     image = patched_image(guest_dir, "counter", tmp_path, ITERATIONS)
-    machine = Machine.from_data(machine_config(image))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(image))
     values, result = attach_recorders(machine, stop_after=120)
     old = machine.cpu
     new = machine.new_cpu("cpu1")
@@ -53,8 +53,7 @@ def test_checkpoint_after_a_switch_restores_the_running_cpu(
     guest_dir: Path, tmp_path: Path, machines: list[Machine]
 ) -> None:
     image = patched_image(guest_dir, "counter", tmp_path, ITERATIONS)
-    machine = Machine.from_data(machine_config(image))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(image))
     recorder, _ = attach_recorders(machine, stop_after=50)
     new = machine.new_cpu("cpu1")
     machine.run()

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_support import PortRecorder, machine_config
+from e2e_support import PortRecorder
+from x86_machines import machine_config, machine_from
 
 from kvmbase import Machine
 from kvmbase.cpu import RunState
@@ -44,8 +45,7 @@ class SlowCounter(Device):
 
 
 def test_timing_device_reads_complete_later(guest_dir: Path, machines: list[Machine]) -> None:
-    machine = Machine.from_data(machine_config(guest_dir / "mmio_sum.bin"))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(guest_dir / "mmio_sum.bin"))
     device = SlowCounter(machine)
     machine.add_device(device, 0xD0000000, 0x1000)
     result_port = PortRecorder("result")
@@ -68,8 +68,7 @@ def test_timing_device_reads_complete_later(guest_dir: Path, machines: list[Mach
 def test_drain_waits_for_a_pending_timing_access(
     guest_dir: Path, machines: list[Machine]
 ) -> None:
-    machine = Machine.from_data(machine_config(guest_dir / "mmio_sum.bin"))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(guest_dir / "mmio_sum.bin"))
     device = SlowCounter(machine)
     machine.add_device(device, 0xD0000000, 0x1000)
     machine.add_device(PortRecorder("result"), machine.port_address(0xE1), 1)

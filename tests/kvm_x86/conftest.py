@@ -1,26 +1,23 @@
 """Fixtures of the x86 KVM tests: guests built once, machines, recording devices.
 
-Guests are GNU as sources in ``guests/``.  Each is assembled through
-:func:`kvm_x86.guests.assemble` from a small wrapper that sets assembler
+Guests are GNU as sources in ``guests/``.  Each is assembled by
+:func:`x86_machines.build_guest` from a small wrapper that sets assembler
 symbols (``RING`` and whatever a test needs) and includes ``ring3.inc``
 then the guest, so one source serves CPL0 and CPL3 variants.
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from x86_machines import LOAD_ADDRESS, build_guest, machine_config, machine_from, require_binutils
 
 from kvmbase import Machine
 from kvmbase.sim.bus import Device
-
-GUEST_DIR = Path(__file__).parent / "guests"
-LOAD_ADDRESS = 0x100000
 
 #: every guest variant the tests run: name -> (source, assembler symbols)
 GUEST_BUILDS: dict[str, tuple[str, dict[str, int]]] = {
@@ -49,27 +46,13 @@ GUEST_BUILDS: dict[str, tuple[str, dict[str, int]]] = {
 }
 
 
-def build_guest(source: Path, output: Path, symbols: dict[str, int]) -> Path:
-    """Assemble ``source`` with ``symbols`` set, through the plugin's tool."""
-    from kvm_x86.guests import assemble
-
-    wrapper = output.with_suffix(".S")
-    lines = [f".set {name}, {value:#x}" for name, value in symbols.items()]
-    lines.append(f'.include "{GUEST_DIR / "ring3.inc"}"')
-    lines.append(f'.include "{source}"')
-    wrapper.write_text("\n".join(lines) + "\n")
-    return assemble(wrapper, output, link_address=LOAD_ADDRESS)
-
-
 @pytest.fixture(scope="session")
 def guests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every guest of :data:`GUEST_BUILDS`, built once per session."""
-    missing = [tool for tool in ("as", "ld", "objcopy") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"host lacks: binutils ({', '.join(missing)}) to build test guests")
+    require_binutils()
     out = tmp_path_factory.mktemp("x86-guests")
     return {
-        name: build_guest(GUEST_DIR / source, out / f"{name}.bin", symbols)
+        name: build_guest(source, out / f"{name}.bin", symbols)
         for name, (source, symbols) in GUEST_BUILDS.items()
     }
 
@@ -126,30 +109,25 @@ def machine_data(
     devices: list[dict[str, Any]] = []
     if uart:
         devices.append({"type": "uart16550", "name": "uart0", "port": 0x3F8, "output": "none"})
-    return {
-        "arch": "x86",
-        "vm": {
+    return machine_config(
+        binary,
+        entry=LOAD_ADDRESS,
+        vm={
             "ram_size": "16MiB",
             "coalesced_mmio": [{"start": start, "size": size} for start, size in (coalesced or [])],
         },
-        "devices": devices,
-        "image": {"path": str(binary), "load_address": LOAD_ADDRESS, "entry": LOAD_ADDRESS},
-    }
+        devices=devices,
+    )
 
 
 @pytest.fixture
-def make_machine() -> Iterator[Callable[..., Machine]]:
+def make_machine(machines: list[Machine]) -> Callable[..., Machine]:
     """``make_machine(binary, coalesced=[...], uart=False)``; closed after the test."""
-    machines: list[Machine] = []
 
     def make(binary: Path, **kwargs: Any) -> Machine:
-        machine = Machine.from_data(machine_data(binary, **kwargs))
-        machines.append(machine)
-        return machine
+        return machine_from(machines, machine_data(binary, **kwargs))
 
-    yield make
-    for machine in machines:
-        machine.close()
+    return make
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import mmap
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import Field
+from x86_machines import build_guest, machine_config, machine_from, require_binutils
 
 from kvm_x86.config import X86Config
 from kvm_x86.cpuid import (
@@ -45,7 +45,6 @@ from kvmbase.errors import ConfigurationError
 from kvmbase.kvm import Kvm, host_flavour
 from kvmbase.sim.bus import Device
 
-GUEST_DIR = Path(__file__).parent / "guests"
 QUERY_PORT, REPORT_PORT = 0xE0, 0xE4
 END = 0xFFFFFFFF
 Key = tuple[int, int]
@@ -68,22 +67,12 @@ PVM = host_flavour() == "kvm_pvm"
 @pytest.fixture(scope="session")
 def cpuid_guests(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     """guests/cpuid.S built for CPL0 and CPL3."""
-    missing = [tool for tool in ("as", "ld", "objcopy") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"host lacks: binutils ({', '.join(missing)}) to build test guests")
-    from kvm_x86.guests import assemble
-
+    require_binutils()
     out = tmp_path_factory.mktemp("cpuid-guests")
-    built = {}
-    for ring in (0, 3):
-        wrapper = out / f"cpuid-ring{ring}.S"
-        wrapper.write_text(
-            f".set RING, {ring}\n"
-            f'.include "{GUEST_DIR / "ring3.inc"}"\n'
-            f'.include "{GUEST_DIR / "cpuid.S"}"\n'
-        )
-        built[ring] = assemble(wrapper, out / f"cpuid-ring{ring}.bin")
-    return built
+    return {
+        ring: build_guest("cpuid.S", out / f"cpuid-ring{ring}.bin", {"RING": ring})
+        for ring in (0, 3)
+    }
 
 
 class QueryDevice(Device):
@@ -144,23 +133,8 @@ def attach(machine: Machine, keys: list[Key], stop_after: int | None = None) -> 
     return report
 
 
-@pytest.fixture
-def machines() -> Iterator[list[Machine]]:
-    made: list[Machine] = []
-    yield made
-    for machine in made:
-        machine.close()
-
-
 def new_machine(binary: Path, machines: list[Machine], cpuid: CpuidConfig | None = None) -> Machine:
-    machine = Machine.from_data(
-        {
-            "arch": "x86",
-            "vm": {"ram_size": "16MiB"},
-            "image": {"path": str(binary), "load_address": 0x100000},
-        }
-    )
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(binary))
     if cpuid is not None:
         apply_cpuid_config(machine, cpuid)  # until setup_machine does it
     return machine

@@ -6,12 +6,11 @@ debugregs.S runs at CPL0, where KVM's instruction emulator executes
 
 from __future__ import annotations
 
-import shutil
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from x86_machines import machine_config, machine_from, require_binutils
 
 from kvm_x86.guests import assemble
 from kvmbase import Machine
@@ -44,28 +43,12 @@ GUEST = {
 
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("as") is None or shutil.which("ld") is None:
-        pytest.skip("host lacks: binutils (as, ld) to build test guests")
+    require_binutils(("as", "ld"))
     return assemble(GUESTS / "debugregs.S", tmp_path_factory.mktemp("dr") / "debugregs.bin")
 
 
-@pytest.fixture
-def machines() -> Iterator[list[Machine]]:
-    made: list[Machine] = []
-    yield made
-    for machine in made:
-        machine.close()
-
-
 def build(guest: Path, machines: list[Machine]) -> Machine:
-    machine = Machine.from_data(
-        {
-            "arch": "x86",
-            "vm": {"ram_size": "16MiB"},
-            "image": {"path": str(guest), "load_address": BASE, "entry": BASE},
-        }
-    )
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(guest, entry=BASE))
     if not machine.vm.kvm.cap_debug_regs:
         pytest.skip("host lacks: KVM_CAP_DEBUGREGS")
     return machine

@@ -14,22 +14,19 @@ the expected totals must agree exactly.
 from __future__ import annotations
 
 import random
-import shutil
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_support import PortRecorder
+from x86_machines import APIC_INCLUDES, build_guest, machine_config, machine_from, require_binutils
 
 from kvm_x86.apic import ApicBus, find_apic_bus, setup_apics
-from kvm_x86.guests import assemble
 from kvmbase import Machine
-from kvmbase.sim.bus import Device
 
 pytestmark = pytest.mark.kvm
 
-GUESTS = Path(__file__).parent / "guests"
 REPORT_PORT = 0xE0
 HALTED = "all CPUs halted"
 N_TICKS = 300
@@ -39,52 +36,18 @@ US = 1_000_000  # ticks
 COUNTS_AT = 0x90000  # the guest's timer and extra counts
 
 
-class StormReports(Device):
-    """The guest's final counts (port 0xE0); kept through checkpoints."""
-
-    def __init__(self) -> None:
-        super().__init__("reports")
-        self.values: list[int] = []
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        self.values.append(value)
-
-    def read(self, offset: int, size: int) -> int:
-        return 0
-
-    def serialize(self) -> dict[str, Any]:
-        return {"values": list(self.values)}
-
-    def unserialize(self, state: dict[str, Any]) -> None:
-        self.values = [int(value) for value in state["values"]]
-
-
 @pytest.fixture(scope="module")
 def storm_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    missing = [tool for tool in ("as", "ld", "objcopy") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"host lacks: binutils ({', '.join(missing)}) to build test guests")
+    require_binutils()
     out = tmp_path_factory.mktemp("storm-guest")
-    wrapper = out / "irq_storm.S"
     symbols = {"RING": 3, "N_TICKS": N_TICKS, "INITIAL": INITIAL}
-    lines = [f".set {name}, {value:#x}" for name, value in symbols.items()]
-    for include in ("ring3.inc", "apic_common.S", "irq_storm.S"):
-        lines.append(f'.include "{GUESTS / include}"')
-    wrapper.write_text("\n".join(lines) + "\n")
-    return assemble(wrapper, out / "irq_storm.bin")
-
-
-@pytest.fixture
-def machines() -> Iterator[list[Machine]]:
-    made: list[Machine] = []
-    yield made
-    for machine in made:
-        machine.close()
+    return build_guest("irq_storm.S", out / "irq_storm.bin", symbols, includes=APIC_INCLUDES)
 
 
 def equip(machine: Machine) -> None:
     setup_apics(machine)
-    machine.add_device(StormReports(), machine.port_address(REPORT_PORT), 4)
+    # the guest's final counts; kept through checkpoints
+    machine.add_device(PortRecorder("reports"), machine.port_address(REPORT_PORT), 4)
 
 
 def apic_bus(machine: Machine) -> ApicBus:
@@ -111,14 +74,7 @@ def test_random_drains_never_lose_or_duplicate_an_interrupt(
     storm_image: Path, machines: list[Machine], tmp_path: Path, seed: int
 ) -> None:
     rng = random.Random(seed)
-    machine = Machine.from_data(
-        {
-            "arch": "x86",
-            "vm": {"ram_size": "4MiB"},
-            "image": {"path": str(storm_image), "load_address": 0x100000},
-        }
-    )
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(storm_image, vm={"ram_size": "4MiB"}))
     if not machine.vm.kvm.cap_vcpu_events:
         pytest.skip("host lacks: KVM_CAP_VCPU_EVENTS")
     equip(machine)

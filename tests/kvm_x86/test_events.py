@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from x86_machines import APIC_INCLUDES, build_guest, machine_config, machine_from, require_binutils
 
 from kvm_x86.apic import find_apic_bus, setup_apics
-from kvm_x86.guests import assemble
 from kvm_x86.parts.events import KVM_X86_SHADOW_INT_STI, VcpuEvents
 from kvmbase import Machine
 from kvmbase.sim.bus import Device
 
 pytestmark = pytest.mark.kvm
 
-GUESTS = Path(__file__).parent / "guests"
 REPORT_PORT = 0xE0
 HALTED = "all CPUs halted"
 
@@ -54,39 +52,17 @@ class Reports(Device):
 
 
 def build(out: Path, source: str, **symbols: int) -> Path:
-    wrapper = out / f"{source}.wrapper.S"
-    lines = [f".set {name}, {value:#x}" for name, value in {"RING": 0, **symbols}.items()]
-    for include in ("ring3.inc", "apic_common.S", source):
-        lines.append(f'.include "{GUESTS / include}"')
-    wrapper.write_text("\n".join(lines) + "\n")
-    return assemble(wrapper, out / f"{source}.bin")
+    output = out / f"{source}.bin"
+    return build_guest(source, output, {"RING": 0, **symbols}, includes=APIC_INCLUDES)
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    missing = [tool for tool in ("as", "ld", "objcopy") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"host lacks: binutils ({', '.join(missing)}) to build test guests")
+    require_binutils()
     out = tmp_path_factory.mktemp("events-guests")
     return {
         "nmi": build(out, "nmi_nesting.S", N_NMIS=2),
         "injected": build(out, "irq_injected.S"),
-    }
-
-
-@pytest.fixture
-def machines() -> Iterator[list[Machine]]:
-    made: list[Machine] = []
-    yield made
-    for machine in made:
-        machine.close()
-
-
-def config(image: Path) -> dict[str, Any]:
-    return {
-        "arch": "x86",
-        "vm": {"ram_size": "16MiB"},
-        "image": {"path": str(image), "load_address": 0x100000},
     }
 
 
@@ -110,8 +86,7 @@ def require_events(machine: Machine) -> None:
 
 
 def test_events_section_and_round_trip(images: dict[str, Path], machines: list[Machine]) -> None:
-    machine = Machine.from_data(config(images["injected"]))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(images["injected"]))
     require_events(machine)
     equip(machine, stop_after=1)
     assert machine.run().cause == "report limit"
@@ -151,8 +126,7 @@ def test_a_checkpoint_carries_an_injected_event(
     fields: dict[str, int],
     expected: list[int],
 ) -> None:
-    first = Machine.from_data(config(images["injected"]))
-    machines.append(first)
+    first = machine_from(machines, machine_config(images["injected"]))
     require_events(first)
     equip(first, stop_after=1)
     assert first.run().cause == "report limit"
@@ -181,8 +155,7 @@ def test_nmi_blocking_survives_a_checkpoint_in_the_nmi_handler(
     """Checkpointed inside the NMI handler, a restored guest still has NMIs
     blocked: a second NMI waits for the handler's iretq (depth 1).  Without
     the events in the checkpoint it would nest (depth 2): the control case."""
-    first = Machine.from_data(config(images["nmi"]))
-    machines.append(first)
+    first = machine_from(machines, machine_config(images["nmi"]))
     require_events(first)
     reports = equip(first, stop_after=1)
     assert first.run().cause == "report limit"  # the guest is ready

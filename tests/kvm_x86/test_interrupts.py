@@ -10,12 +10,12 @@ the end drive the model alone (no KVM).
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from x86_machines import APIC_INCLUDES, build_guest, machine_config, machine_from, require_binutils
 
 from kvm_x86.apic import (
     APIC_BASE,
@@ -27,13 +27,11 @@ from kvm_x86.apic import (
     find_apic_bus,
     setup_apics,
 )
-from kvm_x86.guests import assemble
 from kvmbase import Machine
 from kvmbase.sim.bus import Device
 from kvmbase.sim.eventq import EventQueue
 from kvmbase.sim.thread_context import ThreadStatus
 
-GUESTS = Path(__file__).parent / "guests"
 REPORT_PORT = 0xE0
 HALTED = "all CPUs halted"
 NS = 1000  # ticks
@@ -60,39 +58,17 @@ class Reports(Device):
 
 def build(out: Path, source: str, **symbols: int) -> Path:
     name = "-".join([source.removesuffix(".S"), *(f"{k}{v}" for k, v in symbols.items())])
-    wrapper = out / f"{name}.S"
-    lines = [f".set {key}, {value:#x}" for key, value in {"RING": 3, **symbols}.items()]
-    for include in ("ring3.inc", "apic_common.S", source):
-        lines.append(f'.include "{GUESTS / include}"')
-    wrapper.write_text("\n".join(lines) + "\n")
-    return assemble(wrapper, out / f"{name}.bin")
+    return build_guest(source, out / f"{name}.bin", {"RING": 3, **symbols}, includes=APIC_INCLUDES)
 
 
 @pytest.fixture(scope="module")
 def guest_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    missing = [tool for tool in ("as", "ld", "objcopy") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"host lacks: binutils ({', '.join(missing)}) to build test guests")
+    require_binutils()
     return tmp_path_factory.mktemp("irq-guests")
 
 
-@pytest.fixture
-def machines() -> Iterator[list[Machine]]:
-    made: list[Machine] = []
-    yield made
-    for machine in made:
-        machine.close()
-
-
 def make(machines: list[Machine], image: Path) -> tuple[Machine, Reports, ApicBus]:
-    machine = Machine.from_data(
-        {
-            "arch": "x86",
-            "vm": {"ram_size": "16MiB"},
-            "image": {"path": str(image), "load_address": 0x100000},
-        }
-    )
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(image))
     reports = Reports()
     machine.add_device(reports, machine.port_address(REPORT_PORT), 8)
     setup_apics(machine)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import struct
 from pathlib import Path
 
 import pytest
+from x86_machines import machine_config, machine_from, require_binutils
 
 from kvm_x86.guests import assemble
 from kvm_x86.parts import msrs
@@ -61,29 +61,12 @@ GUEST_VALUES = {
 
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("as") is None or shutil.which("ld") is None:
-        pytest.skip("host lacks: binutils (as, ld) to build test guests")
+    require_binutils(("as", "ld"))
     return assemble(GUESTS / "msr_rw.S", tmp_path_factory.mktemp("msr") / "msr_rw.bin")
 
 
 def build(guest: Path, machines: list[Machine]) -> Machine:
-    machine = Machine.from_data(
-        {
-            "arch": "x86",
-            "vm": {"ram_size": "16MiB"},
-            "image": {"path": str(guest), "load_address": BASE, "entry": BASE},
-        }
-    )
-    machines.append(machine)
-    return machine
-
-
-@pytest.fixture
-def machines() -> list[Machine]:
-    made: list[Machine] = []
-    yield made  # type: ignore[misc]
-    for machine in made:
-        machine.close()
+    return machine_from(machines, machine_config(guest, entry=BASE))
 
 
 def require_msrs(machine: Machine) -> None:

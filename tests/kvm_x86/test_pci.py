@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from x86_machines import build_guest, machine_config, machine_from, require_binutils
 
 from kvm_x86.cpu import io_address
 from kvm_x86.pci import PciHost, config_address
@@ -29,8 +29,6 @@ from kvmbase.sim.bus import Device
 
 pytestmark = pytest.mark.kvm
 
-GUEST_DIR = Path(__file__).parent / "guests"
-LOAD_ADDRESS = 0x100000
 REPORT_PORT = 0xE8
 MARK_PORT = 0xE4
 BAR0_ADDRESS = 0xE0000000
@@ -125,11 +123,7 @@ class Recorder(Device):
 @pytest.fixture(scope="session")
 def pci_guests(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     """``pci.S`` built for CPL0 and CPL3."""
-    from kvm_x86.guests import assemble
-
-    missing = [tool for tool in ("as", "ld", "objcopy") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"host lacks: binutils ({', '.join(missing)}) to build test guests")
+    require_binutils()
     out = tmp_path_factory.mktemp("pci-guests")
     symbols = {
         "BAR0_ADDRESS": BAR0_ADDRESS,
@@ -138,14 +132,10 @@ def pci_guests(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
         "IO_BASE": IO_BASE,
         "ABSENT_SLOT": ABSENT_SLOT,
     }
-    built = {}
-    for ring in (0, 3):
-        wrapper = out / f"pci-ring{ring}.S"
-        lines = [f".set {name}, {value:#x}" for name, value in {"RING": ring, **symbols}.items()]
-        lines += [f'.include "{GUEST_DIR / "ring3.inc"}"', f'.include "{GUEST_DIR / "pci.S"}"']
-        wrapper.write_text("\n".join(lines) + "\n")
-        built[ring] = assemble(wrapper, out / f"pci-ring{ring}.bin", link_address=LOAD_ADDRESS)
-    return built
+    return {
+        ring: build_guest("pci.S", out / f"pci-ring{ring}.bin", {"RING": ring, **symbols})
+        for ring in (0, 3)
+    }
 
 
 def pci_host(machine: Machine) -> PciHost:
@@ -165,22 +155,9 @@ def add_recorders(machine: Machine, *, stop_at_mark: bool = False) -> tuple[Reco
 
 
 def machine_data(image: Path, pci: PciConfig | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "arch": "x86",
-        "vm": {"ram_size": "16MiB"},
-        "image": {"path": str(image), "load_address": LOAD_ADDRESS},
-    }
-    if pci is not None:
-        data["x86"] = {"pci": pci.model_dump(mode="json")}
-    return data
-
-
-@pytest.fixture
-def machines() -> Iterator[list[Machine]]:
-    made: list[Machine] = []
-    yield made
-    for machine in made:
-        machine.close()
+    if pci is None:
+        return machine_config(image)
+    return machine_config(image, x86={"pci": pci.model_dump(mode="json")})
 
 
 def scratch(host: PciHost) -> ScratchPciDevice:
@@ -199,8 +176,7 @@ def mapped_device(machine: Machine, address: int) -> str | None:
 def test_guest_enumerates_sizes_programs_and_uses_the_device(
     pci_guests: dict[int, Path], machines: list[Machine], ring: int
 ) -> None:
-    machine = Machine.from_data(machine_data(pci_guests[ring]))
-    machines.append(machine)
+    machine = machine_from(machines, machine_data(pci_guests[ring]))
     host = pci_host(machine)
     reports, mark = add_recorders(machine)
     assert [mapped_device(machine, a) for a in (BAR0_ADDRESS, BAR2_ADDRESS)] == [None, None]
@@ -230,8 +206,7 @@ def test_guest_enumerates_sizes_programs_and_uses_the_device(
 def test_checkpoint_after_bar_programming_restores_the_mapping(
     pci_guests: dict[int, Path], machines: list[Machine], tmp_path: Path
 ) -> None:
-    first = Machine.from_data(machine_data(pci_guests[3]))
-    machines.append(first)
+    first = machine_from(machines, machine_data(pci_guests[3]))
     pci_host(first)
     reports, _ = add_recorders(first, stop_at_mark=True)
     assert first.run().cause == "BARs programmed"
@@ -274,22 +249,19 @@ def test_checkpoint_after_bar_programming_restores_the_mapping(
 def test_restore_into_a_different_device_is_refused(
     pci_guests: dict[int, Path], machines: list[Machine], tmp_path: Path
 ) -> None:
-    first = Machine.from_data(machine_data(pci_guests[3]))
-    machines.append(first)
+    first = machine_from(machines, machine_data(pci_guests[3]))
     pci_host(first)
     add_recorders(first, stop_at_mark=True)
     first.run()
     state = first.devices["pci"].serialize()
 
     config = PciConfig(devices=[PciScratchConfig(name="pci-scratch0", slot=SLOT, device_id=1)])
-    other = Machine.from_data(machine_data(pci_guests[3], config))
-    machines.append(other)
+    other = machine_from(machines, machine_data(pci_guests[3], config))
     with pytest.raises(CheckpointError, match="different PCI device"):
         pci_host(other).unserialize(state)
 
     config = PciConfig(devices=[PciScratchConfig(name="pci-scratch0", slot=2)])
-    moved = Machine.from_data(machine_data(pci_guests[3], config))
-    machines.append(moved)
+    moved = machine_from(machines, machine_data(pci_guests[3], config))
     with pytest.raises(CheckpointError, match="PCI devices differ"):
         pci_host(moved).unserialize(state)
 
@@ -308,8 +280,7 @@ def config_read(host: PciHost, slot: int, register: int, size: int = 4) -> int:
 def test_a_bar_over_ram_is_not_decoded(
     pci_guests: dict[int, Path], machines: list[Machine], caplog: pytest.LogCaptureFixture
 ) -> None:
-    machine = Machine.from_data(machine_data(pci_guests[0]))
-    machines.append(machine)
+    machine = machine_from(machines, machine_data(pci_guests[0]))
     host = pci_host(machine)
     config_write(host, SLOT, 0x10, 0x00200000)  # inside the 16 MiB of RAM
     with caplog.at_level(logging.WARNING, logger="kvm_x86.pci_devices"):
@@ -330,8 +301,7 @@ def test_64_bit_bar_above_4_gib_and_multi_function_header(
             PciScratchConfig(name="f1", slot=3, function=1, memory_size=4096),
         ]
     )
-    machine = Machine.from_data(machine_data(pci_guests[0], config))
-    machines.append(machine)
+    machine = machine_from(machines, machine_data(pci_guests[0], config))
     host = pci_host(machine)
     assert config_read(host, 3, 0x0E, size=1) == 0x80  # function 0 says: more follow
     host.write(0, 4, config_address(3, 1, 0x0C))

@@ -8,15 +8,14 @@ tsc.S reads rdtsc at CPL3 in an endless loop and writes each value to MMIO
 from __future__ import annotations
 
 import itertools
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from x86_machines import build_guest, machine_config, machine_from, require_binutils
 
 from kvm_x86 import tsc
-from kvm_x86.guests import assemble
 from kvm_x86.thread_context import X86ThreadContext
 from kvmbase import Machine
 from kvmbase.config import ConfigError
@@ -24,7 +23,6 @@ from kvmbase.sim.bus import Device
 
 pytestmark = pytest.mark.kvm
 
-GUESTS = Path(__file__).parent / "guests"
 BASE = 0x100000
 TSC_MMIO = 0xD0000000
 
@@ -70,35 +68,12 @@ class TscRecorder(Device):
 
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("as") is None or shutil.which("ld") is None:
-        pytest.skip("host lacks: binutils (as, ld) to build test guests")
-    out = tmp_path_factory.mktemp("tsc")
-    wrapper = out / "tsc3.S"
-    wrapper.write_text(
-        f'.set RING, 3\n.include "{GUESTS / "ring3.inc"}"\n.include "{GUESTS / "tsc.S"}"\n'
-    )
-    return assemble(wrapper, out / "tsc3.bin")
-
-
-@pytest.fixture
-def machines() -> Iterator[list[Machine]]:
-    made: list[Machine] = []
-    yield made
-    for machine in made:
-        machine.close()
-
-
-def config(guest: Path) -> dict[str, Any]:
-    return {
-        "arch": "x86",
-        "vm": {"ram_size": "16MiB"},
-        "image": {"path": str(guest), "load_address": BASE, "entry": BASE},
-    }
+    require_binutils(("as", "ld"))
+    return build_guest("tsc.S", tmp_path_factory.mktemp("tsc") / "tsc3.bin", {"RING": 3})
 
 
 def build(guest: Path, machines: list[Machine], stop_after: int) -> tuple[Machine, TscRecorder]:
-    machine = Machine.from_data(config(guest))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(guest, entry=BASE))
     if not machine.vm.kvm.check_extension(61):  # KVM_CAP_GET_TSC_KHZ
         pytest.skip("host lacks: KVM_CAP_GET_TSC_KHZ")
     recorder = TscRecorder(machine, stop_after)

@@ -13,12 +13,11 @@ import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from e2e_support import PortRecorder
+from x86_machines import LOAD_ADDRESS, build_guest, machine_config, machine_from
 
-from kvm_x86.guests import assemble
 from kvm_x86.parts.fpu import (
     read_opmask,
     read_ymm,
@@ -37,8 +36,6 @@ from kvmbase.kvm import Kvm
 
 pytestmark = pytest.mark.kvm
 
-GUEST_DIR = Path(__file__).parent / "guests"
-LOAD_ADDRESS = 0x100000
 PHASE_PORT, RESULT_PORT = 0xE0, 0xE1
 SEEN, FINAL, SEEN_K = 0x100800, 0x100A00, 0x101000
 XCR0_AVX = 0b111  # x87 | SSE | AVX
@@ -160,29 +157,9 @@ def xsave_guests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "avx-from-host": ("avx.S", {"RING": 3, "LOAD": 0}),
         "avx512": ("avx512.S", {"RING": 3}),
     }
-    built = {}
-    for name, (source, symbols) in builds.items():
-        wrapper = out / f"{name}.S"
-        lines = [f".set {key}, {value:#x}" for key, value in symbols.items()]
-        lines += [f'.include "{GUEST_DIR / "ring3.inc"}"', f'.include "{GUEST_DIR / source}"']
-        wrapper.write_text("\n".join(lines) + "\n")
-        built[name] = assemble(wrapper, out / f"{name}.bin", link_address=LOAD_ADDRESS)
-    return built
-
-
-@pytest.fixture
-def machines() -> Iterator[list[Machine]]:
-    made: list[Machine] = []
-    yield made
-    for machine in made:
-        machine.close()
-
-
-def config(binary: Path) -> dict[str, Any]:
     return {
-        "arch": "x86",
-        "vm": {"ram_size": "16MiB"},
-        "image": {"path": str(binary), "load_address": LOAD_ADDRESS, "entry": LOAD_ADDRESS},
+        name: build_guest(source, out / f"{name}.bin", symbols)
+        for name, (source, symbols) in builds.items()
     }
 
 
@@ -209,8 +186,7 @@ def new_machine(
     use_xsave: bool = True,
     stop_at_phase: bool = False,
 ) -> tuple[Machine, PortRecorder, PortRecorder]:
-    machine = Machine.from_data(config(binary))
-    machines.append(machine)
+    machine = machine_from(machines, machine_config(binary, entry=LOAD_ADDRESS))
     machine.cpu.use_xsave = use_xsave
     tc = context(machine)
     set_xcr0(tc, xcr0_value)

@@ -8,13 +8,13 @@ has one, and its refusal where it has none (this project's hosts).
 from __future__ import annotations
 
 import platform
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import skip_host_lacks
+from x86_machines import build_guest, machine_config, require_binutils
 
 from kvmbase import BaseKvmCPU, Machine
 from kvmbase.errors import KvmCapabilityError
@@ -25,7 +25,6 @@ from kvmbase.perf import (
 )
 from kvmbase.sim.bus import Device
 
-X86_GUESTS = Path(__file__).parents[1] / "kvm_x86" / "guests"
 TSC_MMIO = 0xD0000000
 
 
@@ -172,27 +171,14 @@ class Writes(Device):
 def loop_guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if platform.machine() != "x86_64":
         skip_host_lacks("an x86-64 CPU (the test guest is x86 code)")
-    if shutil.which("as") is None or shutil.which("ld") is None:
-        skip_host_lacks("binutils (as, ld) to build the test guest")
-    from kvm_x86.guests import assemble
-
+    require_binutils(("as", "ld"), what="the test guest")
     out = tmp_path_factory.mktemp("instruction-stops")
-    wrapper = out / "loop.S"
-    wrapper.write_text(
-        f'.set RING, 3\n.include "{X86_GUESTS / "ring3.inc"}"\n.include "{X86_GUESTS / "tsc.S"}"\n'
-    )
-    return assemble(wrapper, out / "loop.bin")
+    return build_guest("tsc.S", out / "loop.bin", {"RING": 3})
 
 
 @pytest.fixture
 def machine(loop_guest: Path) -> Iterator[tuple[Machine, Writes]]:
-    made = Machine.from_data(
-        {
-            "arch": "x86",
-            "vm": {"ram_size": "16MiB"},
-            "image": {"path": str(loop_guest), "load_address": 0x100000},
-        }
-    )
+    made = Machine.from_data(machine_config(loop_guest))
     writes = Writes()
     made.add_device(writes, TSC_MMIO, 8)
     yield made, writes
