@@ -1,0 +1,1 @@
+"""Files copied into the guest as they are: ``init`` (busybox sh) and the pytest plugin."""
