@@ -79,7 +79,7 @@ class Machine:
         self.devices: dict[str, Device] = {}
         #: the guest-operations page, if the config has one
         self.guest_ops: GuestOpsDevice | None = None
-        self._uart_output = uart_output
+        self.uart_output = uart_output
         # Without use_coalesced_mmio no zone is registered: KVM would queue
         # writes in a ring the CPU does not read.
         coalesce = config.cpu.use_coalesced_mmio
@@ -129,7 +129,7 @@ class Machine:
 
     def _add_configured_device(self, device_config: Any) -> None:
         if isinstance(device_config, Uart16550Config):
-            output = self._uart_output if self._uart_output is not None else device_config.output
+            output = self.uart_output if self.uart_output is not None else device_config.output
             uart = Uart16550(device_config.name, output)
             if device_config.port is not None:
                 start = self.port_address(device_config.port)
@@ -228,8 +228,7 @@ class Machine:
             self._write_guest_checkpoint()
         finally:
             for device in self.devices.values():
-                if isinstance(device, Uart16550):
-                    device.flush()
+                device.flush()
         cause = exit_event.cause
         if cause == "no events left to simulate" and all(
             cpu.thread.status is not ThreadStatus.ACTIVE for cpu in self.active_cpus

@@ -47,6 +47,9 @@ class Device:
     def unserialize(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`serialize` produced."""
 
+    def flush(self) -> None:
+        """Push out buffered output (consoles do); called when a run ends."""
+
     def close(self) -> None:
         """Release host resources (files, threads)."""
 

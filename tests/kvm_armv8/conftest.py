@@ -1,0 +1,205 @@
+"""Fixtures of the kvm_armv8 tests.
+
+* ``arm64_include_dirs``: Debian's arm64 ``linux-libc-dev`` headers, downloaded
+  once into a cache outside the repository (``$KVMBASE_ARM64_HEADERS``, or
+  ``~/.cache/kvmbase/linux-libc-dev-arm64``), for the host-side ABI tests.
+* Tests marked ``kvm`` need an arm64 KVM: on any other host (this x86-64
+  one) they are skipped as "host lacks: an arm64 KVM host"; they run inside
+  the arm64 guest of the ARM test harness.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import skip_host_lacks  # tests/conftest.py
+
+from kvm_armv8.guests import toolchain
+from kvmbase import Machine
+from kvmbase.sim.bus import Device
+
+ARM64_HOST = platform.machine() in ("aarch64", "arm64")
+HERE = Path(__file__).resolve().parent
+PREBUILT = HERE / "guests" / "build"
+RECORDER_ADDRESS = 0x0A000000
+RAM_BASE = 0x40000000
+ENTRY = 0x40080000
+
+
+@pytest.fixture(autouse=True)
+def _needs_arm64_kvm(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("kvm") and not ARM64_HOST:
+        skip_host_lacks(
+            f"an arm64 KVM host (this one is {platform.machine()}); "
+            "these tests run inside the arm64 guest of the ARM harness"
+        )
+
+
+def _cache_dir() -> Path:
+    override = os.environ.get("KVMBASE_ARM64_HEADERS")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kvmbase" / "linux-libc-dev-arm64"
+
+
+def _run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def _fetch_headers(target: Path) -> str | None:
+    """Download and unpack linux-libc-dev:arm64 into ``target``; None, or why not."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        return "apt-get and dpkg (to download linux-libc-dev:arm64)"
+    foreign = _run(["dpkg", "--print-foreign-architectures"]).stdout.split()
+    if "arm64" not in foreign:
+        if os.geteuid() != 0:
+            return "the arm64 dpkg architecture (dpkg --add-architecture arm64, as root)"
+        if _run(["dpkg", "--add-architecture", "arm64"]).returncode != 0 or \
+                _run(["apt-get", "update", "-qq"]).returncode != 0:
+            return "apt indexes for arm64 (apt-get update failed)"
+    work = target.with_name(target.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    download = _run(["apt-get", "download", "linux-libc-dev:arm64"], cwd=work)
+    debs = list(work.glob("linux-libc-dev_*_arm64.deb"))
+    if download.returncode != 0 or not debs:
+        shutil.rmtree(work, ignore_errors=True)
+        return f"a download of linux-libc-dev:arm64 ({download.stderr.strip()[:200]})"
+    if _run(["dpkg", "-x", str(debs[0]), str(work / "root")]).returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        return "dpkg -x of linux-libc-dev:arm64"
+    (work / "root" / "VERSION").write_text(debs[0].name + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    (work / "root").rename(target)
+    shutil.rmtree(work, ignore_errors=True)
+    return None
+
+
+@pytest.fixture(scope="session")
+def arm64_include_dirs() -> Iterator[list[Path]]:
+    """``-I`` directories of the arm64 kernel headers (arch dir first)."""
+    target = _cache_dir()
+    if not (target / "usr" / "include" / "linux" / "kvm.h").exists():
+        why = _fetch_headers(target)
+        if why is not None:
+            skip_host_lacks(why)
+    include = target / "usr" / "include"
+    yield [include / "aarch64-linux-gnu", include]
+
+
+def _guest_builder() -> Any:
+    spec = importlib.util.spec_from_file_location("armv8_guest_build", HERE / "guests" / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def arm_guest(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``arm_guest(name)``: the built test guest ``name`` (guests/build.py).
+
+    Prebuilt binaries (the harness's pre-build hook puts them in
+    guests/build) come first; otherwise the guests are built here, which
+    needs aarch64 binutils.
+    """
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        prebuilt = PREBUILT / f"{name}.bin"
+        if prebuilt.exists():
+            return prebuilt
+        if not built:
+            if toolchain() is None:
+                skip_host_lacks("aarch64 binutils (binutils-aarch64-linux-gnu), and no "
+                                "prebuilt guests in tests/kvm_armv8/guests/build")
+            out = tmp_path_factory.mktemp("armv8-guests")
+            for path in _guest_builder().build_all(out):
+                built[path.stem] = path
+        return built[name]
+
+    return get
+
+
+class Recorder(Device):
+    """The tests' MMIO device: logs (offset, size, value) of every write and
+    answers reads with ``PATTERN + offset``, cut to the access size.
+    ``on_write(offset, value)`` is called after each write."""
+
+    PATTERN = 0xF0E0D0C0B0A09080
+
+    def __init__(self, name: str = "recorder") -> None:
+        super().__init__(name)
+        self.writes: list[tuple[int, int, int]] = []
+        self.reads: list[tuple[int, int]] = []
+        self.on_write: Callable[[int, int], None] | None = None
+
+    def read(self, offset: int, size: int) -> int:
+        self.reads.append((offset, size))
+        return (self.PATTERN + offset) & ((1 << (8 * size)) - 1)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.writes.append((offset, size, value))
+        if self.on_write is not None:
+            self.on_write(offset, value)
+
+    def serialize(self) -> dict[str, Any]:
+        return {"writes": [list(w) for w in self.writes]}
+
+    def unserialize(self, state: dict[str, Any]) -> None:
+        self.writes = [(int(o), int(s), int(v)) for o, s, v in state["writes"]]
+
+
+def armv8_config(image: Path, **section: Any) -> dict[str, Any]:
+    """An armv8 machine: 16 MiB at 0x40000000, the image at the entry."""
+    section.setdefault("uart", {"output": "none"})
+    return {
+        "arch": "armv8",
+        "vm": {"ram_base": RAM_BASE, "ram_size": "16MiB"},
+        "image": {"path": str(image), "load_address": ENTRY},
+        "armv8": section,
+    }
+
+
+def armv8_machine(machines: list[Machine], image: Path,
+                  **section: Any) -> tuple[Machine, Recorder]:
+    """A machine with a :class:`Recorder` at 0x0A000000."""
+    machine = Machine.from_data(armv8_config(image, **section), uart_output="none")
+    machines.append(machine)
+    recorder = Recorder()
+    machine.add_device(recorder, RECORDER_ADDRESS, 0x1000)
+    return machine, recorder
+
+
+MachineFactory = Callable[..., tuple[Machine, Recorder]]
+
+
+@pytest.fixture
+def armv8(machines: list[Machine], arm_guest: Callable[[str], Path]) -> MachineFactory:
+    """``armv8(guest_name, **armv8_section)`` -> (machine, recorder); closed after the test."""
+
+    def make(guest: str, **section: Any) -> tuple[Machine, Recorder]:
+        return armv8_machine(machines, arm_guest(guest), **section)
+
+    return make
+
+
+@pytest.fixture
+def add_recorder() -> Callable[[Machine], Recorder]:
+    """Put a fresh :class:`Recorder` on a machine (``Machine.restore``'s before_load)."""
+
+    def add(machine: Machine) -> Recorder:
+        recorder = Recorder()
+        machine.add_device(recorder, RECORDER_ADDRESS, 0x1000)
+        return recorder
+
+    return add
