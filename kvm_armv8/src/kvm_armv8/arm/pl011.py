@@ -9,11 +9,11 @@ peripheral and PrimeCell ID registers read as ARM's PL011 r1p5 (as QEMU's).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import IO, Any
 
 from kvmbase.sim.bus import Device
+from kvmbase.sim.console import ConsoleOutput
 
 DR = 0x000
 RSR_ECR = 0x004
@@ -53,17 +53,7 @@ class Pl011(Device):
         super().__init__(name)
         self.transmitted = bytearray()
         self._receive = bytearray()
-        self._owns_stream = False
-        self._stream: IO[bytes] | None
-        if not isinstance(output, str):
-            self._stream = output
-        elif output in ("stdout", "stderr"):
-            self._stream = getattr(sys, output).buffer
-        elif output == "none":
-            self._stream = None
-        else:
-            self._stream = open(output, "ab")  # noqa: SIM115 - closed in close()
-            self._owns_stream = True
+        self._console = ConsoleOutput(output)
         self.interrupt = interrupt
         self.ilpr = self.ibrd = self.fbrd = self.lcr_h = self.ifls = 0
         self.cr = 0x300  # TXE, RXE
@@ -121,14 +111,10 @@ class Pl011(Device):
 
     def _transmit(self, byte: int) -> None:
         self.transmitted.append(byte)
-        if self._stream is not None:
-            self._stream.write(bytes((byte,)))
-            if byte == 0x0A:
-                self._stream.flush()
+        self._console.write_byte(byte)
 
     def flush(self) -> None:
-        if self._stream is not None:
-            self._stream.flush()
+        self._console.flush()
 
     def serialize(self) -> dict[str, Any]:
         state: dict[str, Any] = {name: getattr(self, name) for name in _SAVED}
@@ -145,7 +131,4 @@ class Pl011(Device):
         self._update()
 
     def close(self) -> None:
-        self.flush()
-        if self._owns_stream and self._stream is not None:
-            self._stream.close()
-            self._stream = None
+        self._console.close()

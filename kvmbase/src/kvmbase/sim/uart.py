@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from typing import IO, Any
 
 from kvmbase.sim.bus import Device
+from kvmbase.sim.console import ConsoleOutput
 
 # Register offsets (DLAB = 0 unless noted).
 RBR_THR = 0  # receive buffer / transmit holding; divisor latch low with DLAB
@@ -39,19 +39,7 @@ class Uart16550(Device):
         super().__init__(name)
         self.transmitted = bytearray()
         self._receive = bytearray()
-        self._owns_stream = False
-        self._stream: IO[bytes] | None
-        if not isinstance(output, str):
-            self._stream = output
-        elif output == "stdout":
-            self._stream = sys.stdout.buffer
-        elif output == "stderr":
-            self._stream = sys.stderr.buffer
-        elif output == "none":
-            self._stream = None
-        else:
-            self._stream = open(output, "ab")  # noqa: SIM115 - closed in close()
-            self._owns_stream = True
+        self._console = ConsoleOutput(output)
         self.ier = 0
         self.lcr = 0x03
         self.mcr = 0
@@ -110,14 +98,10 @@ class Uart16550(Device):
 
     def _transmit(self, byte: int) -> None:
         self.transmitted.append(byte)
-        if self._stream is not None:
-            self._stream.write(bytes((byte,)))
-            if byte == 0x0A:
-                self._stream.flush()
+        self._console.write_byte(byte)
 
     def flush(self) -> None:
-        if self._stream is not None:
-            self._stream.flush()
+        self._console.flush()
 
     def serialize(self) -> dict[str, Any]:
         return {
@@ -138,7 +122,4 @@ class Uart16550(Device):
         self.transmitted = bytearray.fromhex(state["transmitted"])
 
     def close(self) -> None:
-        self.flush()
-        if self._owns_stream and self._stream is not None:
-            self._stream.close()
-            self._stream = None
+        self._console.close()
