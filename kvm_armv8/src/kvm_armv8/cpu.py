@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 from kvm_armv8.arm import regs
 from kvm_armv8.arm.vcpu import BaseArmKvmCPU
 from kvm_armv8.thread_context import SYSREG_NAMES, ArmV8ThreadContext
-from kvmbase.plugins import dump_sections as plugin_dump_sections
 
 #: the dump sections, in order
 SECTIONS = ("core", "fpsimd", "sysregs", "timer", "firmware", "invariant", "vcpu", "gic")
@@ -49,25 +50,24 @@ class ArmV8KvmCPU(BaseArmKvmCPU):
         return [i for i in listed if regs.group_of(i) in groups[section]
                 and not regs.is_invariant(i) and i not in timer]
 
+    def _own_sections(self) -> dict[str, Callable[[], Any]]:
+        own: dict[str, Callable[[], Any]] = {}
+        for section in SECTIONS:
+            if section == "vcpu":
+                own[section] = self.dump_host
+            elif section == "gic":
+                if self.gic is not None:
+                    own[section] = self.gic.dump
+            else:
+                own[section] = partial(self._dump_group, section)
+        return own
+
+    def _dump_group(self, section: str) -> Any:
+        return self.dump_registers(self._ids(section))
+
     def dump_sections(self) -> tuple[str, ...]:
-        own = tuple(s for s in SECTIONS if s != "gic" or self.gic is not None)
-        return own + tuple(plugin_dump_sections(self))
+        return self.collect_dump_sections(tuple(self._own_sections()))
 
     def dump(self, *sections: str) -> dict[str, Any]:
         """Structured vCPU state read from KVM now (the context is untouched)."""
-        extra = plugin_dump_sections(self)
-        result: dict[str, Any] = {}
-        for section in sections or self.dump_sections():
-            if section == "vcpu":
-                result[section] = self.dump_host()
-            elif section == "gic" and self.gic is not None:
-                result[section] = self.gic.dump()
-            elif section in SECTIONS and section != "gic":
-                result[section] = self.dump_registers(self._ids(section))
-            elif section in extra:
-                result[section] = extra[section]()
-            else:
-                raise KeyError(
-                    f"no dump section {section!r}; sections: {', '.join(self.dump_sections())}"
-                )
-        return result
+        return self.collect_dump(sections, self._own_sections())

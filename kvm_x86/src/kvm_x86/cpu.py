@@ -15,7 +15,6 @@ from kvm_x86.state import PART_CLASSES, StatePart
 from kvm_x86.thread_context import X86ThreadContext
 from kvmbase.cpu import BaseKvmCPU
 from kvmbase.errors import EmulationFailureError
-from kvmbase.plugins import dump_sections as plugin_dump_sections
 
 log = logging.getLogger(__name__)
 # kvm_run.io: direction, size, port, count, data_offset
@@ -109,23 +108,11 @@ class X86KvmCPU(InterruptDelivery, BaseKvmCPU):
 
     # -- dumps ----------------------------------------------------------
     def dump_sections(self) -> tuple[str, ...]:
-        return tuple(part.name for part in self.parts) + tuple(plugin_dump_sections(self))
+        return self.collect_dump_sections(tuple(part.name for part in self.parts))
 
     def dump(self, *sections: str) -> dict[str, Any]:
         """Structured vCPU state read straight from KVM (the context is untouched)."""
-        parts = {part.name: part for part in self.parts}
-        extra = plugin_dump_sections(self)
-        result: dict[str, Any] = {}
-        for section in sections or self.dump_sections():
-            if section in parts:
-                result[section] = parts[section].dump()
-            elif section in extra:
-                result[section] = extra[section]()
-            else:
-                raise KeyError(
-                    f"no dump section {section!r}; sections: {', '.join(self.dump_sections())}"
-                )
-        return result
+        return self.collect_dump(sections, {part.name: part.dump for part in self.parts})
 
 
 def disassemble(code: bytes, address: int) -> str:

@@ -206,6 +206,32 @@ class BaseKvmCPU(abc.ABC):
         """The section names :meth:`dump` knows."""
         return ()
 
+    def collect_dump(
+        self, sections: tuple[str, ...], own: Mapping[str, Callable[[], Any]]
+    ) -> dict[str, Any]:
+        """What every ``dump()`` does: the architecture's sections ``own``,
+        then plugins' (``kvmbase_dump_sections``); all when none are named,
+        a KeyError listing them for a name neither has."""
+        from kvmbase.plugins import dump_sections as plugin_dump_sections
+
+        available = dict(own)
+        for name, render in plugin_dump_sections(self).items():
+            available.setdefault(name, render)
+        result: dict[str, Any] = {}
+        for section in sections or tuple(available):
+            if section not in available:
+                raise KeyError(
+                    f"no dump section {section!r}; sections: {', '.join(available)}"
+                )
+            result[section] = available[section]()
+        return result
+
+    def collect_dump_sections(self, own: tuple[str, ...]) -> tuple[str, ...]:
+        """The architecture's section names ``own``, then plugins'."""
+        from kvmbase.plugins import dump_sections as plugin_dump_sections
+
+        return own + tuple(name for name in plugin_dump_sections(self) if name not in own)
+
     def arch_is_drained(self) -> bool:
         """False while the vCPU holds state the thread context cannot carry."""
         return True
