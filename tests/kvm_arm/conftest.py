@@ -1,0 +1,137 @@
+"""Fixtures of the kvm_arm tests.
+
+Tests marked ``kvm`` need an arm64 KVM: on any other host (this x86-64 one)
+they are skipped as "host lacks: an arm64 KVM host"; they run inside the
+arm64 guest of the ARM test harness, with the A32 guests the harness's
+pre-build hook (``armguest_prebuild.py``) built on the host.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import skip_host_lacks  # tests/conftest.py
+
+from kvm_arm.guests import toolchain
+from kvmbase import Machine
+from kvmbase.sim.bus import Device
+
+ARM64_HOST = platform.machine() in ("aarch64", "arm64")
+HERE = Path(__file__).resolve().parent
+PREBUILT = HERE / "guests" / "build"
+RECORDER_ADDRESS = 0x0A000000
+RAM_BASE = 0x40000000
+ENTRY = 0x40008000
+
+
+@pytest.fixture(autouse=True)
+def _needs_arm64_kvm(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("kvm") and not ARM64_HOST:
+        skip_host_lacks(
+            f"an arm64 KVM host (this one is {platform.machine()}); "
+            "these tests run inside the arm64 guest of the ARM harness"
+        )
+
+
+def _guest_builder() -> Any:
+    spec = importlib.util.spec_from_file_location("arm_guest_build", HERE / "guests" / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def a32_guest(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``a32_guest(name)``: the built A32 test guest ``name`` (guests/build.py)."""
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        prebuilt = PREBUILT / f"{name}.bin"
+        if prebuilt.exists():
+            return prebuilt
+        if not built:
+            if toolchain() is None:
+                skip_host_lacks("32-bit ARM binutils (binutils-arm-linux-gnueabihf), and no "
+                                "prebuilt guests in tests/kvm_arm/guests/build")
+            out = tmp_path_factory.mktemp("arm-guests")
+            for path in _guest_builder().build_all(out):
+                built[path.stem] = path
+        return built[name]
+
+    return get
+
+
+class Recorder(Device):
+    """The tests' MMIO device: logs (offset, size, value) of every write and
+    answers reads with ``PATTERN + offset``, cut to the access size.
+    ``on_write(offset, value)`` is called after each write."""
+
+    PATTERN = 0xF0E0D0C0B0A09080
+
+    def __init__(self, name: str = "recorder") -> None:
+        super().__init__(name)
+        self.writes: list[tuple[int, int, int]] = []
+        self.reads: list[tuple[int, int]] = []
+        self.on_write: Callable[[int, int], None] | None = None
+
+    def read(self, offset: int, size: int) -> int:
+        self.reads.append((offset, size))
+        return (self.PATTERN + offset) & ((1 << (8 * size)) - 1)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.writes.append((offset, size, value))
+        if self.on_write is not None:
+            self.on_write(offset, value)
+
+    def serialize(self) -> dict[str, Any]:
+        return {"writes": [list(w) for w in self.writes]}
+
+    def unserialize(self, state: dict[str, Any]) -> None:
+        self.writes = [(int(o), int(s), int(v)) for o, s, v in state["writes"]]
+
+
+def arm_config(image: Path, **section: Any) -> dict[str, Any]:
+    """An arm machine: 16 MiB at 0x40000000, the image at the entry."""
+    section.setdefault("uart", {"output": "none"})
+    return {
+        "arch": "arm",
+        "vm": {"ram_base": RAM_BASE, "ram_size": "16MiB"},
+        "image": {"path": str(image), "load_address": ENTRY},
+        "arm": section,
+    }
+
+
+MachineFactory = Callable[..., tuple[Machine, Recorder]]
+
+
+@pytest.fixture
+def arm(machines: list[Machine], a32_guest: Callable[[str], Path]) -> MachineFactory:
+    """``arm(guest_name, **arm_section)`` -> (machine, recorder at 0x0A000000)."""
+
+    def make(guest: str, **section: Any) -> tuple[Machine, Recorder]:
+        machine = Machine.from_data(arm_config(a32_guest(guest), **section),
+                                    uart_output="none")
+        machines.append(machine)
+        recorder = Recorder()
+        machine.add_device(recorder, RECORDER_ADDRESS, 0x1000)
+        return machine, recorder
+
+    return make
+
+
+@pytest.fixture
+def add_recorder() -> Callable[[Machine], Recorder]:
+    """Put a fresh :class:`Recorder` on a machine (``Machine.restore``'s before_load)."""
+
+    def add(machine: Machine) -> Recorder:
+        recorder = Recorder()
+        machine.add_device(recorder, RECORDER_ADDRESS, 0x1000)
+        return recorder
+
+    return add
