@@ -81,4 +81,5 @@ def test_plugins_command() -> None:
     listing = json.loads(result.stdout)
     names = {row["name"]: row for row in listing["architectures"]}
     assert "x86" in names and not names["x86"]["runs here"]  # x86 never runs on arm64
+    assert names["armv8"]["runs here"] and names["arm"]["runs here"]
     assert not listing["broken"], listing["broken"]

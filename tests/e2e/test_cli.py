@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import skip_host_lacks
 
 from kvm_x86.guests import guest_path
 
@@ -223,3 +225,26 @@ def test_plugins_lists_x86_as_runnable() -> None:
     assert x86["distribution"] == "kvm-x86"
     assert x86["runs here"] is True
     assert "x86_64" in x86["hosts"]
+
+
+@pytest.mark.kvm
+def test_run_arch_picks_the_demo() -> None:
+    result = kvmbase("run", "--arch", "x86", "--json", "--uart", "none")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["result"]["cause"] == "guest exited with status 0"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arch", "riscv"], "kvmbase: error: --arch riscv: not installed; installed: "),
+        (["--arch", "armv8"], "kvmbase: error: --arch armv8: its demo cannot run here (host is "),
+        (["machine.toml", "--arch", "x86"], "kvmbase: error: --arch picks a demo: give it without"),
+    ],
+)
+def test_run_arch_refusals(args: list[str], message: str) -> None:
+    if args[1] == "armv8" and platform.machine() == "aarch64":
+        skip_host_lacks("a host where armv8 cannot run (this one is arm64)")
+    result = kvmbase("run", *args)
+    assert_clean_failure(result, 1)
+    assert result.stderr.startswith(message), result.stderr

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import platform
+import subprocess
+import sys
+
 from kvm_arm.cpu import NAMED_IDS
 from kvm_arm.plugin import DESCRIPTION, demo_config
 from kvm_arm.thread_context import (
@@ -24,6 +29,18 @@ def test_plugin_description() -> None:
     assert DESCRIPTION.name == "arm"
     assert DESCRIPTION.host_machines == ("aarch64",)
     assert DESCRIPTION.thread_context_class is ArmThreadContext32
+
+
+def test_plugins_command_lists_arm_and_says_where_it_runs() -> None:
+    command = [sys.executable, "-c", "from kvmbase.cli import main; main()", "plugins", "--json"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    listing = {arch["name"]: arch for arch in json.loads(out)["architectures"]}
+    arm = listing["arm"]
+    assert arm["distribution"] == "kvm-arm" and arm["hosts"] == ["aarch64"]
+    runs, _why = DESCRIPTION.runs_on_host()
+    assert arm["runs here"] is runs == (platform.machine() == "aarch64")
+    if not runs:
+        assert f"host is {platform.machine()}; arm runs on aarch64" in arm["why"]
 
 
 def test_gp_mapping_is_the_architectural_one() -> None:

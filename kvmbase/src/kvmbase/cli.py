@@ -23,12 +23,14 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from kvmbase import __version__
+from kvmbase.arch import ArchDescription
 from kvmbase.config import ConfigError, load_machine_config, machine_json_schema
 from kvmbase.cpu import BaseKvmCPU
 from kvmbase.errors import GuestError, KvmbaseError
 from kvmbase.kvm import CAPABILITIES, DEFAULT_DEVICE, Kvm, host_flavour, host_machine
 from kvmbase.machine import Machine, RunResult
 from kvmbase.plugins import (
+    SUGGESTED_PLUGINS,
     architectures,
     broken_plugins,
     check_machine_config,
@@ -119,6 +121,31 @@ def cli(ctx: click.Context, kvm_device: str) -> None:
 # ----------------------------------------------------------------------
 # run
 # ----------------------------------------------------------------------
+def _demo_config(
+    arches: dict[str, ArchDescription], name: str | None
+) -> Callable[[], Mapping[str, Any]]:
+    """The demo of ``name``, or of the host's own architecture (or the first that runs)."""
+    if name is not None:
+        if name not in arches:
+            fail(f"--arch {name}: not installed; installed: {', '.join(sorted(arches))}")
+        chosen = arches[name]
+        runs, why = chosen.runs_on_host()
+        if not runs:
+            fail(f"--arch {name}: its demo cannot run here ({why})")
+        if chosen.demo_config is None:
+            fail(f"--arch {name}: the plugin has no demo")
+        return chosen.demo_config
+    demos = [arch for arch in arches.values() if arch.demo_config and arch.runs_on_host()[0]]
+    if not demos:
+        fail(f"no installed architecture has a demo that runs on this {host_machine()} "
+             f"host; {install_hint()}")
+    own = SUGGESTED_PLUGINS.get(host_machine())
+    demos.sort(key=lambda arch: (arch.distribution != own, arch.name))
+    demo = demos[0].demo_config
+    assert demo is not None
+    return demo
+
+
 @cli.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--max-ticks", type=click.IntRange(min=1), help="Stop at this tick (1 ps each).")
@@ -136,6 +163,12 @@ def cli(ctx: click.Context, kvm_device: str) -> None:
     help="Where checkpoints the guest asks for go (overrides the guest-ops device's).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result and statistics as JSON.")
+@click.option(
+    "--arch",
+    "demo_arch",
+    metavar="NAME",
+    help="Without CONFIG: run this architecture's demo (default: the host's own).",
+)
 @click.pass_context
 @reports_errors
 def run(
@@ -147,6 +180,7 @@ def run(
     dump: str | None,
     checkpoint_dir: Path | None,
     as_json: bool,
+    demo_arch: str | None,
 ) -> None:
     """Run a machine: CONFIG (TOML, YAML or JSON), or the bundled demo.
 
@@ -156,15 +190,12 @@ def run(
     requested = _parse_sections(dump) if dump is not None else None
     arches = architectures()
     options: dict[str, Any] = {"uart_output": uart_output, "checkpoint_dir": checkpoint_dir}
+    if config is not None and demo_arch is not None:
+        fail("--arch picks a demo: give it without CONFIG (the config names its arch)")
     if config is None:
-        demos = [arch for arch in arches.values() if arch.demo_config and arch.runs_on_host()[0]]
         if not arches:
             fail(f"no architecture plugin is installed; {install_hint()}")
-        if not demos:
-            fail(f"no installed architecture has a demo that runs on this {host_machine()} "
-                 f"host; {install_hint()}")
-        demo = demos[0].demo_config
-        assert demo is not None
+        demo = _demo_config(arches, demo_arch)
         kvm = _open_kvm(ctx.obj["kvm_device"])
         try:
             machine = Machine.from_data(demo(), kvm=kvm, **options)

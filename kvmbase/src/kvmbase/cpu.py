@@ -128,6 +128,9 @@ class BaseKvmCPU(abc.ABC):
 
     #: the thread-context class of the architecture
     thread_context_class: ClassVar[type[ThreadContext]]
+    #: False where KVM refuses new vCPUs once the VM has run (arm64, with the
+    #: in-kernel GIC set up): a CPU taking over then takes the old CPU's vCPU
+    new_vcpus_after_start: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -161,6 +164,8 @@ class BaseKvmCPU(abc.ABC):
         self._bus = system.bus
         self.vcpu_fd = -1
         self._mmap: mmap.mmap | None = None
+        self._io: Any = None
+        self._mmio_ring: Any = None
         self._drain_pending = False
         self._in_tick = False
         self._pending_accesses = 0
@@ -249,12 +254,29 @@ class BaseKvmCPU(abc.ABC):
         """Create the vCPU in KVM, map ``kvm_run``, collect exit handlers."""
         if self.vcpu_fd >= 0:
             return
-        kvm = self.vm.kvm
         self.vm.cpu_startup()
-        self.vcpu_fd = self.vm.create_vcpu(self.vcpu_id)
-        self._mmap = mmap.mmap(
-            self.vcpu_fd, kvm.vcpu_mmap_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+        fd = self.vm.create_vcpu(self.vcpu_id)
+        mapping = mmap.mmap(
+            fd, self.vm.kvm.vcpu_mmap_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
         )
+        self._attach_vcpu(fd, mapping)
+
+    def _detach_vcpu(self) -> tuple[int, mmap.mmap]:
+        """Give up the vCPU (fd and mapping) without closing it, for another CPU."""
+        assert self._mmap is not None
+        fd, mapping = self.vcpu_fd, self._mmap
+        self._io = self._mmio_ring = None
+        ffi.release(self._run_cdata)
+        self._run_buffer.release()
+        self._mmap = None
+        self.vcpu_fd = -1
+        return fd, mapping
+
+    def _attach_vcpu(self, fd: int, mapping: mmap.mmap) -> None:
+        """Take the vCPU ``fd`` with its ``kvm_run`` ``mapping`` and get it ready to run."""
+        kvm = self.vm.kvm
+        self.vcpu_fd = fd
+        self._mmap = mapping
         self._run_cdata = ffi.from_buffer("struct kvm_run *", self._mmap)
         self._run: Any = self._run_cdata
         self._run_buffer = memoryview(self._mmap)
@@ -263,7 +285,7 @@ class BaseKvmCPU(abc.ABC):
         #: where kvm_run's exit union starts (io, mmio, ...), for struct reads
         self.exit_data_offset = ffi.offsetof("struct kvm_run", "io")
         ring_page = kvm.cap_coalesced_mmio
-        self._mmio_ring: Any = None
+        self._mmio_ring = None
         if self.config.use_coalesced_mmio and ring_page:
             offset = ring_page * abi.PAGE_SIZE
             self._mmio_ring = ffi.cast(
@@ -1065,7 +1087,12 @@ class BaseKvmCPU(abc.ABC):
             )
         if self.state is not IDLE or self.tick_event.scheduled:
             raise SimulationError(f"{self.name}: take_over_from while {self.state.value}")
-        self.startup()
+        if self.vcpu_fd < 0 and not self.new_vcpus_after_start and other.vcpu_fd >= 0:
+            # KVM makes no more vCPUs once the VM ran: carry on on the old one.
+            self.vcpu_id = other.vcpu_id
+            self._attach_vcpu(*other._detach_vcpu())
+        else:
+            self.startup()
         self.kvm_state_dirty = False
         self.thread.copy_from(other.thread)
         # The thread lives on here now; the old context only keeps a copy.

@@ -41,6 +41,8 @@ class BaseArmKvmCPU(BaseKvmCPU):
 
     thread_context_class: ClassVar[type[ArmThreadContext]] = ArmThreadContext
     thread: ArmThreadContext
+    # KVM_CREATE_VCPU fails with EBUSY once the vGIC is initialised
+    new_vcpus_after_start: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -246,6 +248,10 @@ class BaseArmKvmCPU(BaseKvmCPU):
 
     def take_over_from(self, other: BaseKvmCPU) -> None:
         self._kvm_values = {}
+        if isinstance(other, BaseArmKvmCPU) and self.vcpu_fd < 0 and other.vcpu_fd >= 0:
+            # This CPU carries on on other's vCPU: the same identity, and the
+            # features KVM_ARM_VCPU_INIT must be given again unchanged.
+            self.mpidr, self.features, self.gic = other.mpidr, other.features, other.gic
         super().take_over_from(other)
 
     # ------------------------------------------------------------------
