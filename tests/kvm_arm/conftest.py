@@ -9,8 +9,9 @@ pre-build hook (``armguest_prebuild.py``) built on the host.
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,27 @@ def _needs_arm64_kvm(request: pytest.FixtureRequest) -> None:
             f"an arm64 KVM host (this one is {platform.machine()}); "
             "these tests run inside the arm64 guest of the ARM harness"
         )
+
+
+@pytest.fixture(autouse=True)
+def _one_host_cpu() -> Iterator[None]:
+    """Keep the vCPU thread on one host CPU, the same one for every test.
+
+    The harness's host is QEMU TCG, which does not carry the SPSR of the
+    A32 guest's current mode across an exit when the vCPU comes back on
+    another host CPU (its ERET to AArch32 never reloads it).  gic.inc's
+    handler does not depend on it (srs/rfe), but a thread that moved while
+    its guest was in IRQ mode (the handler's reports) left that CPU with the
+    guest's SPSR_irq, which later A32 guests then read as their SPSR_svc:
+    test_registers' guest does.  Moving a vCPU to another CPU mid-handler on
+    purpose made the old "subs pc, lr, #4" return fail at the first move.
+    """
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cpus)
 
 
 def _guest_builder() -> Any:

@@ -17,6 +17,9 @@ GUESTS: dict[str, tuple[str, dict[str, int]]] = {
     "psci_off": ("psci.S", {}),
     "regs": ("regs.S", {}),
     "count": ("count.S", {}),
+    "timer_irq": ("timer_irq.S", {}),
+    "timer_irq_long": ("timer_irq.S", {"COUNT": 12}),
+    "spi_irq": ("spi_irq.S", {}),
 }
 
 
