@@ -1,4 +1,4 @@
-"""``ArmKvmCPU``: an AArch32 (EL1 32-bit) vCPU of arm64 KVM (gem5's ``ArmKvmCPU``)."""
+"""``ArmKvmCPU``: an AArch32 (EL1 32-bit) vCPU of arm64 KVM."""
 
 from __future__ import annotations
 

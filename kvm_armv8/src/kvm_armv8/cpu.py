@@ -1,4 +1,4 @@
-"""``ArmV8KvmCPU``: the AArch64 vCPU (gem5's ``ArmV8KvmCPU``)."""
+"""``ArmV8KvmCPU``: the AArch64 vCPU."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ module             what
 ``abi``            arm64 ioctls and structs (vCPU init, reg list, IRQ lines)
 ``features``       the vCPU features a config asks for (PSCI 0.2, EL1 32-bit,
                    PMU) and their check against the host
-``vcpu``           ``BaseArmKvmCPU`` (gem5's name): init, register discovery,
+``vcpu``           ``BaseArmKvmCPU``: init, register discovery,
                    ONE_REG sync of register sets, PSCI, interrupt lines
 ``irq``            the ``KVM_IRQ_LINE`` encoding
 ``gic``            the in-kernel GICv2/GICv3 and its state

@@ -1,6 +1,6 @@
 """``BaseArmKvmCPU``: what every ARM vCPU does, whatever its register file.
 
-gem5's ``BaseArmKvmCPU``: vCPU initialisation (``KVM_ARM_PREFERRED_TARGET``
+It does vCPU initialisation (``KVM_ARM_PREFERRED_TARGET``
 then ``KVM_ARM_VCPU_INIT`` with the features asked for), register discovery
 (``KVM_GET_REG_LIST``), and interrupt lines.  Added here: the ONE_REG sync of
 a whole register list against an :class:`ArmThreadContext` (named, raw and
