@@ -13,7 +13,8 @@ import pytest
 ARM64 = platform.machine() in ("aarch64", "arm64")
 
 
-@pytest.fixture(autouse=True)
+# Session scope: it must come before the module-scoped fixtures of the tests.
+@pytest.fixture(scope="session", autouse=True)
 def _inside_arm64_guest() -> None:
     if not ARM64:
         pytest.skip(
