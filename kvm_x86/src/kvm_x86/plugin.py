@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kvm_x86
 from kvm_x86.config import X86Config
@@ -13,6 +13,9 @@ from kvm_x86.machine import check_config, configure_cpu, setup_machine
 from kvm_x86.thread_context import X86ThreadContext
 from kvmbase.arch import ArchDescription
 from kvmbase.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import click
 
 DEMO_MMIO_ADDRESS = 0xD0000000
 
@@ -52,3 +55,11 @@ DESCRIPTION = ArchDescription(
 @hookimpl
 def kvmbase_register_arch() -> ArchDescription:
     return DESCRIPTION
+
+
+@hookimpl
+def kvmbase_add_commands(cli: click.Group) -> None:
+    """``kvmbase exec``: run a static x86-64 Linux program (syscall emulation)."""
+    from kvm_x86.se.cli import add_commands
+
+    add_commands(cli)
