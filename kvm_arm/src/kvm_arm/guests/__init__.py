@@ -6,11 +6,10 @@ Guests are GNU as sources for ARMv7-A (A32), built with Debian's
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 from importlib import resources
 from pathlib import Path
+
+from kvm_armv8.guests import build_flat_binary, find_tools
 
 #: where the AArch32 machine enters an image (RAM base + 0x8000)
 LINK_ADDRESS = 0x40008000
@@ -24,10 +23,7 @@ def guest_path(name: str) -> Path:
 
 def toolchain() -> dict[str, str] | None:
     """Paths of as, ld and objcopy for 32-bit ARM, or None if missing."""
-    tools = {tool: shutil.which(CROSS_PREFIX + tool) for tool in ("as", "ld", "objcopy")}
-    if all(tools.values()):
-        return {tool: str(path) for tool, path in tools.items()}
-    return None
+    return find_tools([CROSS_PREFIX])
 
 
 def assemble(source: Path, output: Path, *, link_address: int = LINK_ADDRESS,
@@ -39,19 +35,5 @@ def assemble(source: Path, output: Path, *, link_address: int = LINK_ADDRESS,
             f"32-bit ARM binutils missing: {CROSS_PREFIX}as/ld/objcopy "
             "(apt-get install binutils-arm-linux-gnueabihf)"
         )
-    symbols = [f"--defsym={name}={value}" for name, value in (defines or {}).items()]
-    with tempfile.TemporaryDirectory() as work:
-        obj = Path(work) / "guest.o"
-        elf = Path(work) / "guest.elf"
-        steps = [
-            [tools["as"], "-march=armv7ve", "-mfpu=vfpv3", "-meabi=5", *symbols,
-             "-I", str(source.parent), "-o", str(obj), str(source)],
-            [tools["ld"], "-nostdlib", "-N", f"-Ttext={link_address:#x}", "-o", str(elf),
-             str(obj)],
-            [tools["objcopy"], "-O", "binary", str(elf), str(output)],
-        ]
-        for command in steps:
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr}")
-    return output
+    return build_flat_binary(tools, source, output, link_address=link_address, defines=defines,
+                             as_flags=("-march=armv7ve", "-mfpu=vfpv3", "-meabi=5"))
