@@ -8,7 +8,6 @@ pre-build hook (``armguest_prebuild.py``) built on the host.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arm_recorder import Recorder
+from arm_support import Recorder, guest_getter
 from conftest import skip_host_lacks  # tests/conftest.py
 
 from kvm_arm.guests import toolchain
@@ -24,7 +23,6 @@ from kvmbase import Machine
 
 ARM64_HOST = platform.machine() in ("aarch64", "arm64")
 HERE = Path(__file__).resolve().parent
-PREBUILT = HERE / "guests" / "build"
 RECORDER_ADDRESS = 0x0A000000
 RAM_BASE = 0x40000000
 ENTRY = 0x40008000
@@ -60,33 +58,11 @@ def _one_host_cpu() -> Iterator[None]:
         os.sched_setaffinity(0, cpus)
 
 
-def _guest_builder() -> Any:
-    spec = importlib.util.spec_from_file_location("arm_guest_build", HERE / "guests" / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def a32_guest(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """``a32_guest(name)``: the built A32 test guest ``name`` (guests/build.py)."""
-    built: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        prebuilt = PREBUILT / f"{name}.bin"
-        if prebuilt.exists():
-            return prebuilt
-        if not built:
-            if toolchain() is None:
-                skip_host_lacks("32-bit ARM binutils (binutils-arm-linux-gnueabihf), and no "
-                                "prebuilt guests in tests/kvm_arm/guests/build")
-            out = tmp_path_factory.mktemp("arm-guests")
-            for path in _guest_builder().build_all(out):
-                built[path.stem] = path
-        return built[name]
-
-    return get
+    return guest_getter(HERE, toolchain, "32-bit ARM binutils (binutils-arm-linux-gnueabihf)",
+                        tmp_path_factory)
 
 
 def arm_config(image: Path, **section: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arm_recorder import Recorder
+from arm_support import Recorder, guest_getter
 from conftest import skip_host_lacks  # tests/conftest.py
 
 from kvm_armv8.guests import toolchain
@@ -28,7 +27,6 @@ from kvmbase import Machine
 
 ARM64_HOST = platform.machine() in ("aarch64", "arm64")
 HERE = Path(__file__).resolve().parent
-PREBUILT = HERE / "guests" / "build"
 RECORDER_ADDRESS = 0x0A000000
 RAM_BASE = 0x40000000
 ENTRY = 0x40080000
@@ -96,38 +94,11 @@ def arm64_include_dirs() -> Iterator[list[Path]]:
     yield [include / "aarch64-linux-gnu", include]
 
 
-def _guest_builder() -> Any:
-    spec = importlib.util.spec_from_file_location("armv8_guest_build", HERE / "guests" / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def arm_guest(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """``arm_guest(name)``: the built test guest ``name`` (guests/build.py).
-
-    Prebuilt binaries (the harness's pre-build hook puts them in
-    guests/build) come first; otherwise the guests are built here, which
-    needs aarch64 binutils.
-    """
-    built: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        prebuilt = PREBUILT / f"{name}.bin"
-        if prebuilt.exists():
-            return prebuilt
-        if not built:
-            if toolchain() is None:
-                skip_host_lacks("aarch64 binutils (binutils-aarch64-linux-gnu), and no "
-                                "prebuilt guests in tests/kvm_armv8/guests/build")
-            out = tmp_path_factory.mktemp("armv8-guests")
-            for path in _guest_builder().build_all(out):
-                built[path.stem] = path
-        return built[name]
-
-    return get
+    """``arm_guest(name)``: the built test guest ``name`` (guests/build.py)."""
+    return guest_getter(HERE, toolchain, "aarch64 binutils (binutils-aarch64-linux-gnu)",
+                        tmp_path_factory)
 
 
 def armv8_config(image: Path, **section: Any) -> dict[str, Any]:
