@@ -3,7 +3,8 @@
 * ``@pytest.mark.kvm`` tests need a usable ``/dev/kvm``; without one they are
   skipped with the reason.
 * A test may skip only for something the host lacks, through
-  :func:`skip_host_lacks`.  With ``--strict-skips`` (``.ci/run`` passes it)
+  :func:`skip_host_lacks`, or (a conformance test) for a capability the
+  architecture declares it lacks.  With ``--strict-skips`` (``.ci/run`` passes it)
   the run fails if any other skip happened, or if a KVM test was skipped
   while ``/dev/kvm`` is usable.
 * The ``machines`` fixture is a list a test appends the machines it makes
@@ -23,8 +24,10 @@ import pytest
 from kvmbase import Machine
 from kvmbase.kvm import kvm_usable
 from kvmbase.sim.memory import GuestMemory
+from kvmbase.testing import ARCH_LACKS, HOST_LACKS
 
-HOST_LACKS = "host lacks: "
+# "arch lacks: " skips a conformance test of a capability the architecture
+# declares it lacks (kvmbase.testing).
 
 KVM_USABLE, KVM_REASON = kvm_usable()
 
@@ -102,7 +105,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
     reason = reason.removeprefix("Skipped: ")
-    if not reason.startswith(HOST_LACKS):
+    if not reason.startswith((HOST_LACKS, ARCH_LACKS)):
         _bad_skips.append(f"{report.nodeid}: {reason}")
     elif KVM_USABLE and "/dev/kvm" in reason:
         _bad_skips.append(f"{report.nodeid}: skipped for /dev/kvm, which is usable")
