@@ -248,3 +248,21 @@ def test_run_arch_refusals(args: list[str], message: str) -> None:
     result = kvmbase("run", *args)
     assert_clean_failure(result, 1)
     assert result.stderr.startswith(message), result.stderr
+
+
+def test_plugins_hooks_and_conformance_reach() -> None:
+    result = kvmbase("plugins", "--hooks", "--json")
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    hooks = listing["hooks"]
+    assert {"kvmbase_register_arch", "kvmbase_exit_handlers", "kvmbase_add_commands"} <= set(hooks)
+    assert {"x86", "armv8", "arm"} <= set(hooks["kvmbase_register_arch"])
+    assert "x86" in hooks["kvmbase_add_commands"]  # kvmbase exec
+    rows = {row["name"]: row for row in listing["architectures"]}
+    assert rows["x86"]["conformance"] == "the whole suite"
+    if platform.machine() != "aarch64":
+        assert rows["armv8"]["conformance"] == (
+            f"registration and config only (host is {platform.machine()}; armv8 runs on aarch64)"
+        )
+    text = kvmbase("plugins", "--hooks").stdout
+    assert "implemented by" in text and "kvmbase_dump_sections" in text

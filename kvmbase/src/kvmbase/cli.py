@@ -22,7 +22,7 @@ from rich.console import Console, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
 
-from kvmbase import __version__
+from kvmbase import __version__, hookspecs
 from kvmbase.arch import ArchDescription
 from kvmbase.config import ConfigError, load_machine_config, machine_json_schema
 from kvmbase.cpu import BaseKvmCPU
@@ -595,12 +595,25 @@ def caps(ctx: click.Context, as_json: bool) -> None:
 # ----------------------------------------------------------------------
 # plugins
 # ----------------------------------------------------------------------
+def _hook_implementations() -> dict[str, list[str]]:
+    """Each hook of the spec, with the plugins that implement it."""
+    manager = plugin_manager()
+    return {
+        name: [impl.plugin_name for impl in getattr(manager.hook, name).get_hookimpls()]
+        for name in sorted(vars(hookspecs))
+        if name.startswith("kvmbase_")
+    }
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--hooks", "show_hooks", is_flag=True, help="Also list which plugin implements "
+              "which hook.")
 @click.pass_context
 @reports_errors
-def plugins(ctx: click.Context, as_json: bool) -> None:
-    """List installed architecture plugins and whether each runs here."""
+def plugins(ctx: click.Context, as_json: bool, show_hooks: bool) -> None:
+    """List installed architecture plugins, whether each runs here, and how far
+    the conformance suite (kvmbase.testing) can check it on this host."""
     from kvmbase.kvm import kvm_usable
 
     usable, why_not = kvm_usable(ctx.obj["kvm_device"])
@@ -617,13 +630,19 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
                 "hosts": list(arch.host_machines),
                 "runs here": runs,
                 "why": why,
+                "conformance": "the whole suite" if runs
+                else f"registration and config only ({why})",
                 "summary": arch.summary,
             }
         )
     broken = [vars(plugin) for plugin in broken_plugins()]
     others = other_plugins()
+    hooks = _hook_implementations() if show_hooks else None
     if as_json:
-        out.print_json(json.dumps({"architectures": rows, "other": others, "broken": broken}))
+        report: dict[str, Any] = {"architectures": rows, "other": others, "broken": broken}
+        if hooks is not None:
+            report["hooks"] = hooks
+        out.print_json(json.dumps(report))
         return
     if not rows:
         out.print(f"no architecture plugin is installed; {install_hint()}")
@@ -641,6 +660,13 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
                 row["summary"],
             )
         out.print(table)
+    if hooks is not None:
+        hook_table = Table(title="hooks")
+        hook_table.add_column("hook")
+        hook_table.add_column("implemented by")
+        for hook, names in hooks.items():
+            hook_table.add_row(hook, ", ".join(names) or "-")
+        out.print(hook_table)
     if others:
         out.print("other plugins: " + ", ".join(others))
     for plugin in broken:
