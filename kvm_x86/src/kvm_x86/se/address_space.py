@@ -86,6 +86,12 @@ class AddressSpace:
         #: flush its TLB before it runs on
         self.tlb_flush_needed = False
 
+    def rebind(self, ram: GuestMemory) -> None:
+        """Go on in ``ram``, a copy of this space's RAM (a forked child's)."""
+        self.ram = self.frames.ram = ram
+        self.view = ram.view
+        self.base = ram.base
+
     # -- page tables ----------------------------------------------------
     def _write_u64(self, address: int, value: int) -> None:
         _U64.pack_into(self.view, address - self.base, value)

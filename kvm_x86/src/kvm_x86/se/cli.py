@@ -22,7 +22,7 @@ def exec_command(trace_syscalls: bool, stats: bool, program: str, args: tuple[st
     """Run a static x86-64 Linux PROGRAM under KVM, its system calls served
     in Python; exit with the program's status.
 
-    fork, exec, pipes and signal delivery are not emulated yet.
+    Guest processes fork as host processes; threads are not emulated.
     """
     try:
         status = exec_program([program, *args], trace=trace_syscalls, stats=stats)

@@ -32,10 +32,11 @@ from typing import Any, Final, TextIO
 from kvm_x86.cpu import X86KvmCPU
 from kvm_x86.parts.msrs import Msrs
 from kvm_x86.parts.registers import GeneralRegisters
-from kvm_x86.se import kernel
+from kvm_x86.se import execve, fork, kernel, signals
 from kvm_x86.se.address_space import AddressSpace, FrameAllocator
 from kvm_x86.se.elf import ElfError, load_elf
-from kvm_x86.se.names import syscall_name
+from kvm_x86.se.names import NUMBERS, syscall_name
+from kvm_x86.se.signals import SI_USER, SIG_DFL, SIG_IGN, SIGPIPE, SignalInfo, UserRegisters
 from kvm_x86.se.stack import build_initial_stack
 from kvm_x86.se.syscalls import MAX_ERRNO, ProcessExit, Syscalls
 from kvm_x86.thread_context import X86ThreadContext
@@ -70,6 +71,7 @@ _FRAME = struct.Struct("<6Q")  # error code, rip, cs, rflags, rsp, ss
 _RETURN = struct.Struct("<Q")
 _RETURN_WITH_FLAGS = struct.Struct("<QQQ")  # rip, cs, rflags
 _RESULT = struct.Struct("<Q")
+_IRET = struct.Struct("<5Q")  # rip, cs, rflags, rsp, ss
 _MASK64: Final = (1 << 64) - 1
 
 
@@ -152,10 +154,11 @@ class Process:
         self.unknown_syscalls: Counter[int] = Counter()
         self.syscall_count = 0
         self.host_seconds = 0.0
-        self.machine = Machine.from_data(
-            {"arch": "x86", "vm": {"ram_size": ram_size}, "x86": {"pci": {"enabled": False}}},
-            **dict(machine_kwargs or {}),
-        )
+        self.ram_size = ram_size
+        self.machine_kwargs = dict(machine_kwargs or {})
+        #: the signal that ended the program (a fault's or another's)
+        self.killed_by: int | None = None
+        self.machine = self.new_machine()
         try:
             self._set_up(data)
         except BaseException:
@@ -176,7 +179,6 @@ class Process:
         )
         cpu = machine.cpu
         assert isinstance(cpu, X86KvmCPU)
-        self.cpu = cpu
         tc = cpu.thread
         assert isinstance(tc, X86ThreadContext)
         kernel.set_user_state(tc, entry=program.entry, stack_pointer=rsp)
@@ -191,7 +193,21 @@ class Process:
             set_fs_base=self._set_fs_base,
             get_fs_base=self._get_fs_base,
         )
+        self.signals = self.syscalls.signals
         self.table = self.syscalls.table
+        fork.install(self)
+        execve.install(self)
+        self._install_signal_calls()
+        self._attach(machine)
+
+    def _attach(self, machine: Machine) -> None:
+        """Start ``machine``'s vCPU (its thread context set already) and
+        serve its exits."""
+        self.machine = machine
+        self.view = machine.ram.view
+        cpu = machine.cpu
+        assert isinstance(cpu, X86KvmCPU)
+        self.cpu = cpu
         cpu.set_exit_handler(abi.KVM_EXIT_IO, self._on_io_exit)
         with _quiet("kvm_x86.parts.msrs"):
             machine.system.startup()
@@ -206,6 +222,13 @@ class Process:
         if self._sync_regs:
             offset = abi.ffi.offsetof("struct kvm_run", "kvm_valid_regs")
             struct.pack_into("<Q", self._run_buffer, offset, KVM_SYNC_X86_REGS)
+
+    def new_machine(self) -> Machine:
+        """A machine like this process's (its own VM, vCPU and RAM), not started."""
+        return Machine.from_data(
+            {"arch": "x86", "vm": {"ram_size": self.ram_size}, "x86": {"pci": {"enabled": False}}},
+            **dict(self.machine_kwargs),
+        )
 
     # -- FS base (arch_prctl) -------------------------------------------
     def _set_fs_base(self, value: int) -> None:
@@ -223,14 +246,26 @@ class Process:
     def run(self) -> int:
         """Run the program to its end; return its exit status."""
         started = time.perf_counter()
+        self.signals.on_host_signal = self._stop_for_signal
+        self.signals.forward_host_signals()
         try:
             with _quiet("kvm_x86.parts.msrs"):
-                result = self.machine.run()
+                while True:
+                    result = self.machine.run()
+                    if self.status is not None or not self.signals.pending:
+                        break
+                    # A host signal stopped the vCPU in user mode.
+                    self._deliver_signals(self._user_registers(in_stub=False), in_stub=False)
+                    if self.status is not None:
+                        break
         finally:
             self.host_seconds = time.perf_counter() - started
         if self.status is None:
             raise RuntimeError(f"the program stopped without exiting: {result.cause}")
         return self.status
+
+    def _stop_for_signal(self) -> None:
+        self.machine.stop("signal", 0)
 
     def _regs(self) -> tuple[int, ...]:
         if self._sync_regs:
@@ -283,6 +318,9 @@ class Process:
             return 0
         except OSError as exc:
             result = -(exc.errno or errno.EIO)
+            if result == -errno.EPIPE:
+                sender = os.getpid() | os.getuid() << 32
+                self.signals.raise_signal(SignalInfo(SIGPIPE, SI_USER, sender))
         self._record(number, started)
         if self.trace is not None:
             self._trace(number, regs, result)
@@ -291,6 +329,9 @@ class Process:
             space.tlb_flush_needed = False
             self.view[kernel.MAILBOX_FLAGS] = kernel.FLAG_FLUSH_TLB
         _RESULT.pack_into(self.view, kernel.MAILBOX_RESULT, result & _MASK64)
+        if self.signals.pending and self.status is None:
+            registers = self._user_registers(in_stub=True, rax=result)
+            self._deliver_signals(registers, in_stub=True)
         return 0
 
     def _record(self, number: int, started: int) -> None:
@@ -305,7 +346,8 @@ class Process:
         function = self.table[number] if number < 512 else None
         arity = 6
         if function is not None:
-            arity = function.__code__.co_argcount - 1
+            bound = getattr(function, "__self__", None) is not None
+            arity = function.__code__.co_argcount - bound
         args = (regs[5], regs[4], regs[3], regs[10], regs[8], regs[9])[:arity]
         shown = ", ".join(str(a) if a < 4096 else hex(a) for a in args)
         if result is None:
@@ -322,10 +364,101 @@ class Process:
         address = None
         if vector == kernel.VECTOR_PF:
             address = self.cpu.get_context().regs["cr2"]
+        handler = self.signals.action(signal)[0]
+        blocked = self.signals.mask >> (signal - 1) & 1
+        if handler > SIG_IGN and not blocked:
+            # A handler: deliver there (Linux's force_sig_fault).
+            code = 2 if error_code & 1 and vector == kernel.VECTOR_PF else 1
+            fault_address = address if address is not None else rip
+            self.signals.raise_signal(SignalInfo(signal, code, fault_address))
+            registers = self._user_registers(in_stub=True)
+            trap = signals.Fault(vector, error_code, address or 0)
+            _RESULT.pack_into(self.view, kernel.MAILBOX_RESULT, registers.gprs["rax"])
+            self._deliver_signals(registers, in_stub=True, fault=trap)
+            return 0
         self.fault = Fault(vector, signal, message, rip, error_code, address)
-        self.status = 128 + signal
-        self.machine.system.exit_simulation("program killed by a fault", self.status)
+        self._die(signal)
         return 0
+
+    def _die(self, signal: int) -> None:
+        self.killed_by = signal
+        self.status = 128 + signal
+        self.machine.system.exit_simulation("program killed by a signal", self.status)
+
+    def _die_with_status(self, status: int) -> None:
+        self.status = status
+        self.machine.system.exit_simulation("program ended", status)
+
+    # -- signals --------------------------------------------------------
+    def _user_registers(self, *, in_stub: bool, rax: int | None = None) -> UserRegisters:
+        """The user-mode registers: from the exception frame and the GPRs
+        when the vCPU is in the kernel stub, else straight from the vCPU."""
+        tc = self.cpu.get_context()
+        assert isinstance(tc, X86ThreadContext)
+        regs = tc.regs
+        gprs = {name: regs[name] for name in signals.SIGCONTEXT_GPRS}
+        if not in_stub:
+            return UserRegisters(gprs, regs["rip"], regs["rflags"])
+        rip, _cs, rflags, rsp, _ss = _IRET.unpack_from(self.view, kernel.FRAME)
+        gprs["rsp"] = rsp
+        if rax is not None:
+            gprs["rax"] = rax & _MASK64
+        return UserRegisters(gprs, rip, rflags)
+
+    def return_to_user(self, registers: UserRegisters, *, in_stub: bool = True,
+                       fs_base: int | None = None) -> None:
+        """Have the vCPU go on in user mode with ``registers`` (the stub's
+        ``iretq`` does it; RAX comes from the mailbox)."""
+        tc = self.cpu.get_context()
+        assert isinstance(tc, X86ThreadContext)
+        gprs = registers.gprs
+        for name in signals.SIGCONTEXT_GPRS:
+            if name != "rsp":
+                tc.regs[name] = gprs[name] & _MASK64
+        if fs_base is not None:
+            tc.segments["fs"].base = fs_base
+        if in_stub:
+            _IRET.pack_into(self.view, kernel.FRAME, registers.rip, kernel.USER_CS,
+                            registers.rflags, gprs["rsp"] & _MASK64, kernel.USER_DS)
+            _RESULT.pack_into(self.view, kernel.MAILBOX_RESULT, gprs["rax"] & _MASK64)
+        else:
+            tc.regs.update(rip=registers.rip, rflags=registers.rflags,
+                           rsp=gprs["rsp"] & _MASK64)
+        tc.mark_dirty()
+
+    def _deliver_signals(self, registers: UserRegisters, *, in_stub: bool,
+                         fault: signals.Fault | None = None) -> None:
+        changed = False
+        while (info := self.signals.next_deliverable()) is not None:
+            handler = self.signals.action(info.signo)[0]
+            if handler == SIG_IGN:
+                continue
+            if handler == SIG_DFL:
+                if info.signo in signals.IGNORED_BY_DEFAULT:
+                    continue
+                self._die(info.signo)
+                return
+            entered = signals.build_frame(self.space, self.signals, info, registers,
+                                          fault or signals.Fault())
+            if entered is None:
+                self._die(signals.SIGSEGV)
+                return
+            registers, changed, fault = entered, True, None
+        if changed:
+            self.return_to_user(registers, in_stub=in_stub)
+
+    def _install_signal_calls(self) -> None:
+        self.table[NUMBERS["rt_sigreturn"]] = self._sys_rt_sigreturn
+
+    def _sys_rt_sigreturn(self, *_: int) -> int:
+        current = self._user_registers(in_stub=True)
+        restored = signals.restore_frame(self.space, self.signals, current.gprs["rsp"],
+                                         current.rflags)
+        if restored is None:
+            self._die(signals.SIGSEGV)
+            return 0
+        self.return_to_user(restored)
+        return restored.gprs["rax"]
 
     # -- statistics -----------------------------------------------------
     def statistics(self) -> dict[str, Any]:

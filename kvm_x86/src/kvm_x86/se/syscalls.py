@@ -21,6 +21,15 @@ from typing import Final
 
 from kvm_x86.se.address_space import PAGE_MASK, USER_END, AddressSpace, OutOfGuestMemoryError
 from kvm_x86.se.names import NUMBERS
+from kvm_x86.se.signals import (
+    SI_USER,
+    SIGKILL,
+    SIGSTOP,
+    SS_DISABLE,
+    UNBLOCKABLE,
+    SignalInfo,
+    Signals,
+)
 
 SyscallFunction = Callable[[int, int, int, int, int, int], int]
 
@@ -48,6 +57,10 @@ F_GETFL: Final = 3
 F_SETFL: Final = 4
 F_DUPFD_CLOEXEC: Final = 1030
 FD_CLOEXEC: Final = 1
+WNOHANG: Final = 1
+WUNTRACED: Final = 2
+WCONTINUED: Final = 8
+WALL_FLAGS: Final = 0x40000000 | 0x80000000 | 0x20000000  # __WALL __WCLONE __WNOTHREAD
 #: where anonymous mappings go, downwards (below the stack's reach)
 MMAP_TOP: Final = 0x7FFF_F000_0000
 
@@ -61,6 +74,11 @@ _SYS_GETDENTS64: Final = 217
 
 #: ``-errno`` for -(1..4095) as unsigned: how the trace tells errors apart
 MAX_ERRNO: Final = 4095
+
+
+def _signed32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
 
 
 def _neg(code: int) -> int:
@@ -103,8 +121,7 @@ class Syscalls:
         for fd in (0, 1, 2):
             with contextlib.suppress(OSError):
                 self.fds[fd] = os.dup(fd)
-        self.signal_actions: dict[int, bytes] = {}
-        self.signal_mask = 0
+        self.signals = Signals()
         self.tid_address = 0
         self.name = os.fsencode(os.path.basename(exe_path))[:15]
         self.table: list[SyscallFunction | None] = [None] * 512
@@ -577,15 +594,6 @@ class Syscalls:
     def sys_rseq(self, *_: int) -> int:
         return -errno.ENOSYS
 
-    def sys_clone(self, *_: int) -> int:
-        return -errno.ENOSYS
-
-    def sys_fork(self, *_: int) -> int:
-        return -errno.ENOSYS
-
-    def sys_vfork(self, *_: int) -> int:
-        return -errno.ENOSYS
-
     def sys_uname(self, buf: int, *_: int) -> int:
         host = os.uname()
         fields = (host.sysname, host.nodename, host.release, host.version, "x86_64", "(none)")
@@ -666,33 +674,115 @@ class Syscalls:
     def sys_rt_sigaction(self, signum: int, act: int, oldact: int, size: int, *_: int) -> int:
         if not 1 <= signum <= 64 or size != 8:
             return -errno.EINVAL
-        if oldact and not self.space.write(oldact, self.signal_actions.get(signum, bytes(32))):
+        signals = self.signals
+        if oldact and not self.space.write(oldact, signals.actions.get(signum, bytes(32))):
             return -errno.EFAULT
         if act:
             raw = self.space.read(act, 32)
             if raw is None:
                 return -errno.EFAULT
-            self.signal_actions[signum] = raw
+            if signum in (SIGKILL, SIGSTOP):
+                return -errno.EINVAL
+            signals.set_action(signum, raw)
         return 0
 
     def sys_rt_sigprocmask(self, how: int, new: int, old: int, size: int, *_: int) -> int:
         if size != 8:
             return -errno.EINVAL
-        if old and not self.space.write(old, _U64.pack(self.signal_mask)):
+        signals = self.signals
+        if old and not self.space.write(old, _U64.pack(signals.mask)):
             return -errno.EFAULT
         if new:
             value = self.space.read_u64(new)
             if value is None:
                 return -errno.EFAULT
             if how == 0:
-                self.signal_mask |= value
+                signals.mask |= value
             elif how == 1:
-                self.signal_mask &= ~value
+                signals.mask &= ~value
             elif how == 2:
-                self.signal_mask = value
+                signals.mask = value
             else:
                 return -errno.EINVAL
+            signals.mask &= ~UNBLOCKABLE
         return 0
+
+    def sys_rt_sigpending(self, address: int, size: int, *_: int) -> int:
+        pending = self.signals.pending & self.signals.mask
+        return self._write_out(address, _U64.pack(pending))
+
+    def sys_sigaltstack(self, new: int, old: int, *_: int) -> int:
+        if old and not self.space.write(old, struct.pack("<QiiQ", 0, SS_DISABLE, 0, 0)):
+            return -errno.EFAULT
+        return -errno.ENOSYS if new else 0
+
+    # -- pipes, children, signals to processes ------------------------------
+    def sys_pipe2(self, address: int, flags: int, *_: int) -> int:
+        if flags & ~(O_CLOEXEC | os.O_NONBLOCK | os.O_DIRECT):
+            return -errno.EINVAL
+        if not self.space.views(address, 8, write=True):
+            return -errno.EFAULT
+        reader, writer = os.pipe2((flags & ~O_CLOEXEC) | O_CLOEXEC)
+        cloexec = bool(flags & O_CLOEXEC)
+        fds = (self._new_fd(reader, cloexec=cloexec), self._new_fd(writer, cloexec=cloexec))
+        return self._write_out(address, struct.pack("<ii", *fds))
+
+    def sys_pipe(self, address: int, *_: int) -> int:
+        return self.sys_pipe2(address, 0, 0, 0, 0, 0)
+
+    def sys_wait4(self, pid: int, status: int, options: int, rusage: int, *_: int) -> int:
+        pid = _signed32(pid)
+        if options & ~(WNOHANG | WUNTRACED | WCONTINUED | WALL_FLAGS):
+            return -errno.EINVAL
+        child, code, usage = os.wait4(pid, options & (WNOHANG | WUNTRACED | WCONTINUED))
+        if child == 0:
+            return 0
+        if status and not self.space.write(status, struct.pack("<i", code)):
+            return -errno.EFAULT
+        if rusage:
+            times = (int(usage.ru_utime), int(usage.ru_utime % 1 * 1e6),
+                     int(usage.ru_stime), int(usage.ru_stime % 1 * 1e6))
+            data = struct.pack("<4q", *times) + struct.pack("<q", usage.ru_maxrss)
+            if not self.space.write(rusage, data.ljust(144, b"\0")):
+                return -errno.EFAULT
+        return child
+
+    def sys_kill(self, pid: int, signum: int, *_: int) -> int:
+        pid, signum = _signed32(pid), _signed32(signum)
+        if not 0 <= signum <= 64:
+            return -errno.EINVAL
+        me = os.getpid()
+        if pid == me:
+            if signum:
+                self.signals.raise_signal(SignalInfo(signum, SI_USER, me | os.getuid() << 32))
+            return 0
+        # Others (a group with us in it too) through the host: the signals
+        # forwarded to a guest come back to us as pending ones.
+        os.kill(pid, signum)
+        return 0
+
+    def sys_tkill(self, tid: int, signum: int, *_: int) -> int:
+        return self.sys_kill(tid, signum, 0, 0, 0, 0)
+
+    def sys_tgkill(self, tgid: int, tid: int, signum: int, *_: int) -> int:
+        return self.sys_kill(tid, signum, 0, 0, 0, 0)
+
+    def exec_reset(self, space: AddressSpace, *, brk: int, exe_path: str) -> None:
+        """execve: a new address space and program; close-on-exec fds closed,
+        handlers reset."""
+        self.space = space
+        self.brk_start = self.brk_end = brk
+        self.exe_path = exe_path
+        self.mmap_next = MMAP_TOP
+        for fd in sorted(self.cloexec):
+            host = self.fds.pop(fd, None)
+            if host is not None:
+                with contextlib.suppress(OSError):
+                    os.close(host)
+        self.cloexec.clear()
+        self.signals.reset_on_exec()
+        self.tid_address = 0
+        self.name = os.fsencode(os.path.basename(exe_path))[:15]
 
     def sys_sched_getaffinity(self, pid: int, size: int, mask: int, *_: int) -> int:
         if size < 8:
