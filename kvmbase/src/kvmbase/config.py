@@ -25,7 +25,7 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Union
+from typing import Annotated, Any, Final, Literal, TypeVar, Union
 
 import yaml
 from pydantic import (
@@ -937,6 +937,21 @@ def validate_machine_config(
         )
         raise ConfigError(issues, source=source)
     return machine
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validate_config_model(
+    model: type[ModelT], data: Mapping[str, Any], source: str | None = None
+) -> ModelT:
+    """Validate ``data`` against any config ``model`` (a plugin's own file
+    format): every problem is reported with its field path in one
+    :class:`ConfigError`, as for machine configs."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_issues_from(exc, model, data), source=source) from None
 
 
 def load_machine_config(

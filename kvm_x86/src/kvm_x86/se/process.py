@@ -522,6 +522,7 @@ def exec_program(
     trace: bool = False,
     *,
     stats: bool = False,
+    ram_size: int = DEFAULT_RAM,
 ) -> int:
     """Run a static x86-64 Linux program under KVM; return its exit status.
 
@@ -530,7 +531,8 @@ def exec_program(
     128 + signal.  ``trace`` prints each system call to stderr, ``stats``
     a table of them at the end.
     """
-    with Process(argv, env, cwd, trace=sys.stderr if trace else None) as process:
+    with Process(argv, env, cwd, trace=sys.stderr if trace else None,
+                 ram_size=ram_size) as process:
         status = process.run()
         if process.fault is not None:
             print(process.fault.describe(), file=sys.stderr, flush=True)
