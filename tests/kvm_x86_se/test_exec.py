@@ -158,3 +158,20 @@ def test_python_api_unknown_syscalls_are_counted(programs: dict[str, Path]) -> N
         assert process.run() == 38
         assert process.unknown_syscalls == {400: 1}
         assert process.statistics()["unknown_syscalls"] == {"syscall_400": 1}
+
+
+@pytest.mark.parametrize("name", ["openat_big_mode", "fstatat_empty_path"])
+def test_register_values_are_taken_as_linux_takes_them(
+    programs: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    """A mode with high bits and AT_FDCWD passed as a 64-bit -100 work as on Linux
+    (the first used to raise OverflowError in the host, the second gave EBADF)."""
+    native_dir, exec_dir = tmp_path / "native", tmp_path / "exec"
+    native_dir.mkdir()
+    exec_dir.mkdir()
+    native = run_native([str(programs[name])], cwd=native_dir)
+    emulated = run_exec([str(programs[name])], cwd=exec_dir)
+    assert native.status == 0
+    assert (emulated.status, emulated.stdout, emulated.stderr) == (0, b"", b"")
+    created = sorted(p.name for p in exec_dir.iterdir())
+    assert created == sorted(p.name for p in native_dir.iterdir())

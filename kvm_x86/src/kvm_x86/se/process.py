@@ -321,6 +321,10 @@ class Process:
             if result == -errno.EPIPE:
                 sender = os.getpid() | os.getuid() << 32
                 self.signals.raise_signal(SignalInfo(SIGPIPE, SI_USER, sender))
+        except (OverflowError, ValueError):
+            # A register value the host call cannot take (a 64-bit mode, a
+            # NUL in a path): the guest gets EINVAL, the host never a traceback.
+            result = -errno.EINVAL
         self._record(number, started)
         if self.trace is not None:
             self._trace(number, regs, result)

@@ -34,6 +34,11 @@ from kvm_x86.se.signals import (
 SyscallFunction = Callable[[int, int, int, int, int, int], int]
 
 AT_FDCWD: Final = -100
+
+
+def _is_cwd(dirfd: int) -> bool:
+    """``dirfd`` is AT_FDCWD: an int in the kernel, so only its low 32 bits count."""
+    return dirfd & 0xFFFFFFFF == AT_FDCWD & 0xFFFFFFFF
 AT_SYMLINK_NOFOLLOW: Final = 0x100
 AT_REMOVEDIR: Final = 0x200
 AT_EMPTY_PATH: Final = 0x1000
@@ -171,7 +176,7 @@ class Syscalls:
             return self.exe_path, AT_FDCWD
         if os.path.isabs(path):
             return path, AT_FDCWD
-        if dirfd == AT_FDCWD or dirfd & 0xFFFFFFFF == AT_FDCWD & 0xFFFFFFFF:
+        if _is_cwd(dirfd):
             return os.path.join(self.cwd, path), AT_FDCWD
         return path, self._host_fd(dirfd)
 
@@ -245,7 +250,8 @@ class Syscalls:
 
     def sys_openat(self, dirfd: int, path: int, flags: int, mode: int, *_: int) -> int:
         name, host_dir = self._resolve(dirfd, path)
-        host = os.open(name, flags | O_CLOEXEC, mode, dir_fd=self._dir_fd(host_dir))
+        flags &= 0xFFFFFFFF  # an int in the kernel; mode keeps its permission bits
+        host = os.open(name, flags | O_CLOEXEC, mode & 0o7777, dir_fd=self._dir_fd(host_dir))
         return self._new_fd(host, cloexec=bool(flags & O_CLOEXEC))
 
     def sys_open(self, path: int, flags: int, mode: int, *_: int) -> int:
@@ -287,7 +293,7 @@ class Syscalls:
             if raw is None:
                 return -errno.EFAULT
             if not raw:
-                if dirfd == AT_FDCWD:
+                if _is_cwd(dirfd):
                     return self._stat_result(os.stat(self.cwd), statbuf)
                 return self._stat_result(os.fstat(self._host_fd(dirfd)), statbuf)
         name, host_dir = self._resolve(dirfd, path)
