@@ -63,6 +63,8 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         obj = out / f"{source.stem}.o"
         exe = out / source.stem
         subprocess.run(["as", "--64", "-o", str(obj), str(source)], check=True)
-        subprocess.run(["ld", "-static", "-o", str(exe), str(obj)], check=True)
+        # *_pie.S: a static PIE (ET_DYN without an interpreter)
+        pie = ["-pie", "--no-dynamic-linker"] if source.stem.endswith("_pie") else []
+        subprocess.run(["ld", "-static", *pie, "-o", str(exe), str(obj)], check=True)
         built[source.stem] = exe
     return built

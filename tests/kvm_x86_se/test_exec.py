@@ -175,3 +175,18 @@ def test_register_values_are_taken_as_linux_takes_them(
     assert (emulated.status, emulated.stdout, emulated.stderr) == (0, b"", b"")
     created = sorted(p.name for p in exec_dir.iterdir())
     assert created == sorted(p.name for p in native_dir.iterdir())
+
+
+def test_static_pie_is_loaded(programs: dict[str, Path]) -> None:
+    path = programs["hello_pie"]
+    assert path.read_bytes()[16] == 3  # e_type ET_DYN
+    native = run_native([str(path)])
+    emulated = run_exec([str(path)])
+    assert (emulated.status, emulated.stdout, emulated.stderr) == (0, b"static pie\n", b"")
+    assert (native.status, native.stdout) == (0, b"static pie\n")
+
+
+def test_at_hwcap_is_the_guests_cpuid_leaf_1_edx(programs: dict[str, Path]) -> None:
+    # SSE and SSE2, which every x86-64 CPU (and KVM's CPUID for it) has
+    assert run_native([str(programs["hwcap"])]).status == 3
+    assert run_exec([str(programs["hwcap"])]).status == 3

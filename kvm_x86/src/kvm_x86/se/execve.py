@@ -128,7 +128,7 @@ def _replace(process: Process, path: str, data: bytes, argv: list[str],
     program = load_elf(space, data, path)
     ids = (os.getuid(), os.geteuid(), os.getgid(), os.getegid())
     rsp = build_initial_stack(space, program, argv, env, execfn=argv[0] if argv else path,
-                              hwcap=0, ids=ids)
+                              hwcap=process.hwcap, ids=ids)
     space.tlb_flush_needed = True
     process.space = space
     process.path = path

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from kvm_x86.cpu import X86KvmCPU
+from kvm_x86.parts.cpuid import Cpuid
 from kvm_x86.parts.msrs import Msrs
 from kvm_x86.parts.registers import GeneralRegisters
 from kvm_x86.se import execve, fork, kernel, signals
@@ -121,6 +122,13 @@ def _quiet(logger: str) -> Iterator[None]:
         log.setLevel(level)
 
 
+def guest_hwcap(cpu: X86KvmCPU) -> int:
+    """AT_HWCAP as Linux gives it on x86-64: the guest's CPUID leaf 1 EDX."""
+    cpuid = cpu.part("cpuid")
+    leaf = cpuid.table_for(cpu.thread).get(1) if isinstance(cpuid, Cpuid) else None
+    return leaf.edx if leaf is not None else 0
+
+
 class Process:
     """A static x86-64 Linux executable in a machine of its own.
 
@@ -173,14 +181,16 @@ class Process:
         self.space = AddressSpace(ram, FrameAllocator(ram, kernel.FIRST_FREE_FRAME), kernel.PML4)
         program = load_elf(self.space, data, self.path)
         ids = (os.getuid(), os.geteuid(), os.getgid(), os.getegid())
-        rsp = build_initial_stack(
-            self.space, program, self.argv, self.env,
-            execfn=self.argv[0], hwcap=0, ids=ids,
-        )
         cpu = machine.cpu
         assert isinstance(cpu, X86KvmCPU)
         tc = cpu.thread
         assert isinstance(tc, X86ThreadContext)
+        #: AT_HWCAP, kept for execve
+        self.hwcap = guest_hwcap(cpu)
+        rsp = build_initial_stack(
+            self.space, program, self.argv, self.env,
+            execfn=self.argv[0], hwcap=self.hwcap, ids=ids,
+        )
         kernel.set_user_state(tc, entry=program.entry, stack_pointer=rsp)
         tc.parts["msrs"] = {f"{MSR_STAR:#x}": 0, f"{MSR_LSTAR:#x}": SYSCALL_TRAP,
                             f"{MSR_SFMASK:#x}": 0}
