@@ -170,6 +170,21 @@ class KvmVM:
         self.disable_mem_slot(slot)
         slot.size = 0
 
+    def forget_guest_translations(self) -> None:
+        """Make KVM drop every translation it built from guest page tables.
+
+        Needed after the host itself edits guest page tables: a shadow-paging
+        KVM (PVM, or any host without EPT/NPT) write-protects the tables
+        against the guest only, so it never sees those edits. Deleting and
+        re-adding each memory slot zaps its shadow pages; the next accesses
+        rebuild them (a few hundred microseconds here).
+        """
+        for slot in self._slots:
+            if slot.size and slot.active:
+                host, guest, flags = slot.host_address, slot.guest_address, slot.flags
+                self.disable_mem_slot(slot)
+                self.setup_mem_slot(slot, host, guest, flags)
+
     @property
     def memory_slots(self) -> list[MemorySlot]:
         return [slot for slot in self._slots if slot.size]

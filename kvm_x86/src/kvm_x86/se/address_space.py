@@ -146,6 +146,26 @@ class AddressSpace:
                 self.frames.release(entry & _ADDRESS_MASK)
                 self.tlb_flush_needed = True
 
+    def move(self, old: int, new: int, length: int) -> None:
+        """Move the pages of ``[old, +length)`` to ``new``: the frames stay, so
+        nothing is copied; whatever was mapped at the target must be gone."""
+        count = (length + PAGE_MASK) >> PAGE_SHIFT
+        source, target = old >> PAGE_SHIFT, new >> PAGE_SHIFT
+        pages = self.pages
+        moved = [pages.pop(source + index, None) for index in range(count)]
+        for index, entry in enumerate(moved):
+            if entry is not None:
+                self._set_pte(source + index, 0)
+        for index, entry in enumerate(moved):
+            if entry is not None:
+                pages[target + index] = entry
+                self._set_pte(target + index, entry)
+        self.tlb_flush_needed = True
+
+    def is_writable(self, address: int) -> bool:
+        entry = self.pages.get(address >> PAGE_SHIFT)
+        return entry is not None and bool(entry & PTE_WRITABLE)
+
     def protect(self, address: int, length: int, *, writable: bool) -> bool:
         """Change the write right of mapped pages; False if a page is unmapped."""
         first = address >> PAGE_SHIFT

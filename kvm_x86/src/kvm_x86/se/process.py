@@ -342,6 +342,10 @@ class Process:
         if space.tlb_flush_needed:
             space.tlb_flush_needed = False
             self.view[kernel.MAILBOX_FLAGS] = kernel.FLAG_FLUSH_TLB
+            # This host's KVM shadows the guest's page tables and does not see
+            # the host edit them: without this, an unmapped page stays
+            # reachable and a remapped one shows its old frame.
+            self.machine.vm.forget_guest_translations()
         _RESULT.pack_into(self.view, kernel.MAILBOX_RESULT, result & _MASK64)
         if self.signals.pending and self.status is None:
             registers = self._user_registers(in_stub=True, rax=result)

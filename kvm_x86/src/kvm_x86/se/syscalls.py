@@ -49,6 +49,8 @@ MAP_FIXED: Final = 0x10
 MAP_ANONYMOUS: Final = 0x20
 MAP_FIXED_NOREPLACE: Final = 0x100000
 PROT_WRITE: Final = 2
+MREMAP_MAYMOVE: Final = 1
+MREMAP_FIXED: Final = 2
 PR_SET_NAME: Final = 15
 PR_GET_NAME: Final = 16
 ARCH_SET_FS: Final = 0x1002
@@ -533,8 +535,49 @@ class Syscalls:
         ok = self.space.protect(address, length, writable=bool(prot & PROT_WRITE))
         return 0 if ok else -errno.ENOMEM
 
-    def sys_mremap(self, *_: int) -> int:
-        return -errno.ENOMEM  # callers fall back to map, copy, unmap
+    def sys_mremap(self, old: int, old_size: int, new_size: int, flags: int,
+                   new_address: int, *_: int) -> int:
+        if old & PAGE_MASK or new_size == 0 or flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED):
+            return -errno.EINVAL
+        if flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE:
+            return -errno.EINVAL
+        old_size = (old_size + PAGE_MASK) & ~PAGE_MASK
+        new_size = (new_size + PAGE_MASK) & ~PAGE_MASK
+        space = self.space
+        if old_size == 0 or old + old_size > USER_END or not space.is_mapped(old, old_size):
+            return -errno.EFAULT
+        writable = space.is_writable(old)
+        if flags & MREMAP_FIXED:
+            if new_address & PAGE_MASK or new_address + new_size > USER_END:
+                return -errno.EINVAL
+            if new_address < old + old_size and old < new_address + new_size:
+                return -errno.EINVAL  # the ranges overlap
+            target = new_address
+        elif new_size <= old_size:
+            space.unmap(old + new_size, old_size - new_size)
+            return old
+        elif old + new_size <= USER_END and space.is_free(old + old_size, new_size - old_size):
+            try:
+                space.map_anonymous(old + old_size, new_size - old_size, writable=writable)
+            except OutOfGuestMemoryError:
+                return -errno.ENOMEM
+            return old
+        elif not flags & MREMAP_MAYMOVE:
+            return -errno.ENOMEM
+        else:
+            target = self._find_free(0, new_size)
+            if target < 0:
+                return -errno.ENOMEM
+        kept = min(old_size, new_size)
+        space.unmap(target, new_size)  # MREMAP_FIXED replaces what was there
+        space.move(old, target, kept)
+        space.unmap(old, old_size)  # the part a shrink left behind
+        if new_size > kept:
+            try:
+                space.map_anonymous(target + kept, new_size - kept, writable=writable)
+            except OutOfGuestMemoryError:
+                return -errno.ENOMEM
+        return target
 
     def sys_madvise(self, *_: int) -> int:
         return 0
