@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import subprocess
 from pathlib import Path
 
@@ -211,3 +212,24 @@ def test_memory_mappings_change_as_on_linux(
     emulated = run_exec([str(programs[name])])
     assert native_status == status
     assert emulated.status == status
+
+
+def test_statx_reports_the_basic_stats(programs: dict[str, Path], tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_bytes(b"x" * 5000)
+    os.utime(data, ns=(1_600_000_000_123_456_789, 1_500_000_000_987_654_321))
+    native = run_native([str(programs["statx_file"])], cwd=tmp_path)
+    emulated = run_exec([str(programs["statx_file"])], cwd=tmp_path)
+    assert (native.status, emulated.status) == (0, 0)
+    layout = struct.Struct("<IIQIIIH2xQQQQ" + "qI4x" * 4 + "IIII")
+    fields = ("mask", "blksize", "attributes", "nlink", "uid", "gid", "mode", "ino", "size",
+              "blocks", "attributes_mask", "atime", "atime_ns", "btime", "btime_ns", "ctime",
+              "ctime_ns", "mtime", "mtime_ns", "rdev_major", "rdev_minor", "dev_major",
+              "dev_minor")
+    ours = dict(zip(fields, layout.unpack(emulated.stdout), strict=True))
+    theirs = dict(zip(fields, layout.unpack(native.stdout), strict=True))
+    assert ours["mask"] == 0x7FF and theirs["mask"] & 0x7FF == 0x7FF
+    for name in ("nlink", "uid", "gid", "mode", "ino", "size", "blocks", "mtime", "mtime_ns",
+                 "ctime", "ctime_ns", "dev_major", "dev_minor", "rdev_major", "rdev_minor"):
+        assert ours[name] == theirs[name], name
+    assert (ours["size"], ours["mtime"], ours["mtime_ns"]) == (5000, 1_500_000_000, 987_654_321)

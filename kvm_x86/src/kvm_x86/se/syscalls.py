@@ -36,6 +36,21 @@ SyscallFunction = Callable[[int, int, int, int, int, int], int]
 AT_FDCWD: Final = -100
 
 
+#: struct statx up to the device numbers (the rest of its 256 bytes stays 0):
+#: mask, blksize, attributes, nlink, uid, gid, mode (+2 spare), ino, size,
+#: blocks, attributes_mask, atime/btime/ctime/mtime (sec, nsec, 4 reserved),
+#: rdev major/minor, dev major/minor
+_STATX: Final = struct.Struct("<IIQIIIH2xQQQQ" + "qI4x" * 4 + "IIII")
+_STATX_SIZE: Final = 256
+#: what statx fills: type, mode, nlink, uid, gid, atime, mtime, ctime, ino,
+#: size, blocks (no birth time)
+STATX_BASIC_STATS: Final = 0x7FF
+
+
+def _timestamp(nanoseconds: int) -> tuple[int, int]:
+    return nanoseconds // 10**9, nanoseconds % 10**9
+
+
 def _is_cwd(dirfd: int) -> bool:
     """``dirfd`` is AT_FDCWD: an int in the kernel, so only its low 32 bits count."""
     return dirfd & 0xFFFFFFFF == AT_FDCWD & 0xFFFFFFFF
@@ -289,21 +304,25 @@ class Syscalls:
     def sys_fstat(self, fd: int, statbuf: int, *_: int) -> int:
         return self._stat_result(os.fstat(self._host_fd(fd)), statbuf)
 
-    def sys_newfstatat(self, dirfd: int, path: int, statbuf: int, flags: int, *_: int) -> int:
+    def _stat_at(self, dirfd: int, path: int, flags: int) -> os.stat_result | int:
+        """fstatat's lookup: the result, or a negative errno."""
         if flags & AT_EMPTY_PATH:
             raw = self.space.read_cstring(path)
             if raw is None:
                 return -errno.EFAULT
             if not raw:
                 if _is_cwd(dirfd):
-                    return self._stat_result(os.stat(self.cwd), statbuf)
-                return self._stat_result(os.fstat(self._host_fd(dirfd)), statbuf)
+                    return os.stat(self.cwd)
+                return os.fstat(self._host_fd(dirfd))
         name, host_dir = self._resolve(dirfd, path)
-        result = os.stat(
+        return os.stat(
             name, dir_fd=self._dir_fd(host_dir),
             follow_symlinks=not flags & AT_SYMLINK_NOFOLLOW,
         )
-        return self._stat_result(result, statbuf)
+
+    def sys_newfstatat(self, dirfd: int, path: int, statbuf: int, flags: int, *_: int) -> int:
+        result = self._stat_at(dirfd, path, flags)
+        return result if isinstance(result, int) else self._stat_result(result, statbuf)
 
     def sys_stat(self, path: int, statbuf: int, *_: int) -> int:
         return self.sys_newfstatat(AT_FDCWD, path, statbuf, 0, 0, 0)
@@ -311,8 +330,22 @@ class Syscalls:
     def sys_lstat(self, path: int, statbuf: int, *_: int) -> int:
         return self.sys_newfstatat(AT_FDCWD, path, statbuf, AT_SYMLINK_NOFOLLOW, 0, 0)
 
-    def sys_statx(self, *_: int) -> int:
-        return -errno.ENOSYS  # libc falls back to newfstatat
+    def sys_statx(self, dirfd: int, path: int, flags: int, _mask: int, buffer: int,
+                  *_: int) -> int:
+        result = self._stat_at(dirfd, path, flags & (AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
+        if isinstance(result, int):
+            return result
+        data = bytearray(_STATX_SIZE)
+        _STATX.pack_into(
+            data, 0, STATX_BASIC_STATS, result.st_blksize, 0, result.st_nlink,
+            result.st_uid, result.st_gid, result.st_mode, result.st_ino, result.st_size,
+            result.st_blocks, 0,
+            *_timestamp(result.st_atime_ns), 0, 0, *_timestamp(result.st_ctime_ns),
+            *_timestamp(result.st_mtime_ns),
+            os.major(result.st_rdev), os.minor(result.st_rdev),
+            os.major(result.st_dev), os.minor(result.st_dev),
+        )
+        return self._write_out(buffer, bytes(data))
 
     def sys_dup(self, fd: int, *_: int) -> int:
         return self._new_fd(os.dup(self._host_fd(fd)))
