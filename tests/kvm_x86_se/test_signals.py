@@ -4,6 +4,10 @@ mask), run natively and under ``kvmbase exec``."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,8 @@ from .conftest import run_exec, run_native
 from .test_exec import assert_same
 
 pytestmark = pytest.mark.kvm
+
+KVMBASE_EXEC = [sys.executable, "-c", "from kvmbase.cli import main; main()", "exec"]
 
 
 @pytest.mark.parametrize(
@@ -44,3 +50,35 @@ def test_fault_in_a_child_is_reported_by_the_shell(
 def test_sigpipe_kills_the_writer(busybox: str) -> None:
     argv = [busybox, "sh", "-c", "yes | head -n 1 > /dev/null; echo ${PIPESTATUS:-x}"]
     assert_same(run_native(argv), run_exec(argv))
+
+
+def _interrupted(argv: list[str]) -> tuple[int, bytes, float]:
+    """Run ``argv``, send it SIGINT after 1.5 s: (status as a shell sees it,
+    stdout, seconds from the signal to the end)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=60)
+    status = process.returncode
+    return (128 - status if status < 0 else status), stdout, time.monotonic() - sent
+
+
+@pytest.mark.parametrize(
+    ("script", "stdout", "status"),
+    [
+        # the default action ends the program; the host's sleep is cut short
+        (None, b"", 130),
+        # a shell trap runs once its child is done, as natively
+        ("trap 'echo caught; exit 5' INT; sleep 3; echo after", b"caught\n", 5),
+    ],
+)
+def test_host_sigint_reaches_the_guest(
+    busybox: str, script: str | None, stdout: bytes, status: int
+) -> None:
+    args = ["sleep", "10"] if script is None else ["sh", "-c", script]
+    native = _interrupted([busybox, *args])
+    emulated = _interrupted([*KVMBASE_EXEC, busybox, *args])
+    assert native[:2] == (status, stdout)
+    assert emulated[:2] == (status, stdout)
+    assert emulated[2] < 5  # not the 10 s of the sleep

@@ -122,6 +122,10 @@ def _quiet(logger: str) -> Iterator[None]:
         log.setLevel(level)
 
 
+#: the stop cause of a host signal for the guest
+_SIGNAL_STOP: Final = "host signal for the guest"
+
+
 def guest_hwcap(cpu: X86KvmCPU) -> int:
     """AT_HWCAP as Linux gives it on x86-64: the guest's CPUID leaf 1 EDX."""
     cpuid = cpu.part("cpuid")
@@ -262,12 +266,16 @@ class Process:
             with _quiet("kvm_x86.parts.msrs"):
                 while True:
                     result = self.machine.run()
-                    if self.status is not None or not self.signals.pending:
+                    if self.status is not None or result.cause != _SIGNAL_STOP:
                         break
-                    # A host signal stopped the vCPU in user mode.
-                    self._deliver_signals(self._user_registers(in_stub=False), in_stub=False)
-                    if self.status is not None:
-                        break
+                    # A host signal stopped the run. In user mode it is
+                    # delivered here; one that came during a system call was
+                    # delivered on its way out, or waits for the next one.
+                    if self.signals.pending and self._in_user_mode():
+                        self._deliver_signals(self._user_registers(in_stub=False),
+                                              in_stub=False)
+                        if self.status is not None:
+                            break
         finally:
             self.host_seconds = time.perf_counter() - started
         if self.status is None:
@@ -275,7 +283,12 @@ class Process:
         return self.status
 
     def _stop_for_signal(self) -> None:
-        self.machine.stop("signal", 0)
+        self.machine.stop(_SIGNAL_STOP, 0)
+
+    def _in_user_mode(self) -> bool:
+        tc = self.cpu.get_context()
+        assert isinstance(tc, X86ThreadContext)
+        return tc.segments["cs"].selector & 3 == 3
 
     def _regs(self) -> tuple[int, ...]:
         if self._sync_regs:

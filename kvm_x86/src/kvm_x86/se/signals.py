@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal as host_signal
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -107,6 +108,8 @@ class Signals:
         self.pending = 0
         self.infos: dict[int, SignalInfo] = {}
         self.on_host_signal: Callable[[], None] | None = None
+        #: set when a host signal arrives for the guest: ends a sleep early
+        self.wakeup = threading.Event()
 
     # -- dispositions ---------------------------------------------------
     def action(self, signo: int) -> tuple[int, int, int, int]:
@@ -134,6 +137,7 @@ class Signals:
 
     def _forward(self, signo: int, _frame: object) -> None:
         self.raise_signal(SignalInfo(signo))
+        self.wakeup.set()
         if self.on_host_signal is not None:
             self.on_host_signal()
 

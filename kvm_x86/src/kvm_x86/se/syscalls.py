@@ -729,29 +729,46 @@ class Syscalls:
             return -errno.EFAULT
         return now
 
-    def _sleep(self, request: int) -> int:
+    def _wait(self, seconds: float) -> float:
+        """Sleep ``seconds``; what is left of them when a host signal for the
+        guest (SIGINT...) came first, so the guest sees EINTR as on Linux."""
+        signals = self.signals
+        signals.wakeup.clear()
+        if signals.pending & ~signals.mask:
+            return seconds
+        deadline = time.monotonic() + seconds
+        if signals.wakeup.wait(seconds):
+            return max(deadline - time.monotonic(), 0.0)
+        return 0.0
+
+    def _sleep(self, request: int, remaining: int = 0) -> int:
         raw = self.space.read(request, 16)
         if raw is None:
             return -errno.EFAULT
         seconds, nanoseconds = _TIMESPEC.unpack(raw)
         if seconds < 0 or not 0 <= nanoseconds < 10**9:
             return -errno.EINVAL
-        time.sleep(seconds + nanoseconds / 1e9)
-        return 0
+        left = self._wait(seconds + nanoseconds / 1e9)
+        if not left:
+            return 0
+        if remaining:
+            whole = int(left)
+            self.space.write(remaining, _TIMESPEC.pack(whole, int((left - whole) * 1e9)))
+        return -errno.EINTR
 
-    def sys_nanosleep(self, request: int, *_: int) -> int:
-        return self._sleep(request)
+    def sys_nanosleep(self, request: int, remaining: int, *_: int) -> int:
+        return self._sleep(request, remaining)
 
-    def sys_clock_nanosleep(self, clock: int, flags: int, request: int, *_: int) -> int:
+    def sys_clock_nanosleep(self, clock: int, flags: int, request: int, remaining: int,
+                            *_: int) -> int:
         if flags & 1:  # TIMER_ABSTIME
             raw = self.space.read(request, 16)
             if raw is None:
                 return -errno.EFAULT
             seconds, nanoseconds = _TIMESPEC.unpack(raw)
             delay = seconds * 10**9 + nanoseconds - time.clock_gettime_ns(clock)
-            time.sleep(max(delay, 0) / 1e9)
-            return 0
-        return self._sleep(request)
+            return -errno.EINTR if self._wait(max(delay, 0) / 1e9) else 0
+        return self._sleep(request, remaining)
 
     def sys_rt_sigaction(self, signum: int, act: int, oldact: int, size: int, *_: int) -> int:
         if not 1 <= signum <= 64 or size != 8:
