@@ -85,6 +85,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kvm: needs a usable /dev/kvm")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    # A conftest's per-test hooks only see tests below its folder; as a plain
+    # plugin the skip audit also sees the example plugins' tests (examples/).
+    config.pluginmanager.register(_SkipAudit(), "kvmbase-skip-audit")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -99,7 +102,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 _bad_skips: list[str] = []
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+class _SkipAudit:
+    """Collects the skips ``--strict-skips`` refuses, from every test."""
+
+    @staticmethod
+    def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+        _audit_skip(report)
+
+
+def _audit_skip(report: pytest.TestReport) -> None:
     # An expected failure (xfail) reports as skipped but is not a skip.
     if not report.skipped or hasattr(report, "wasxfail"):
         return
