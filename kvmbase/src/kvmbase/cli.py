@@ -40,6 +40,7 @@ from kvmbase.plugins import (
     plugin_manager,
     registry,
 )
+from kvmbase.scaffold.command import new_plugin
 from kvmbase.sim.eventq import TICKS_PER_SECOND
 from kvmbase.sim.guest_ops import StatsDump
 from kvmbase.sim.uart import Uart16550
@@ -708,6 +709,9 @@ def config_check(files: tuple[Path, ...]) -> None:
 def config_schema() -> None:
     """Print the JSON Schema of machine configs (with installed plugins' sections)."""
     click.echo(json.dumps(machine_json_schema(config_models()), indent=2))
+
+
+cli.add_command(new_plugin)
 
 
 def _add_plugin_commands() -> None:

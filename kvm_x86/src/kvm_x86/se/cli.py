@@ -10,7 +10,6 @@ import click
 from kvm_x86.se.config import load_exec_config
 from kvm_x86.se.elf import ElfError
 from kvm_x86.se.process import DEFAULT_RAM, exec_program
-from kvmbase.cli import reports_errors
 
 
 @click.command(
@@ -28,7 +27,6 @@ from kvmbase.cli import reports_errors
 )
 @click.argument("program", required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@reports_errors
 def exec_command(trace_syscalls: bool, stats: bool, config_path: Path | None,
                  program: str | None, args: tuple[str, ...]) -> None:
     """Run a static x86-64 Linux PROGRAM under KVM, its system calls served
