@@ -202,6 +202,8 @@ def test_at_hwcap_is_the_guests_cpuid_leaf_1_edx(programs: dict[str, Path]) -> N
         # an unmapped page is gone at once (KVM's shadow of the page tables is
         # dropped when the host edits them; it used to read back 42)
         ("use_after_munmap", 139),
+        # PROT_NONE: EFAULT for the host, SIGSEGV for the program, RW in between
+        ("prot_none", 139),
     ],
 )
 def test_memory_mappings_change_as_on_linux(

@@ -33,6 +33,13 @@ class OutOfGuestMemoryError(Exception):
     """Guest RAM has no free frame left (the system call gets ENOMEM)."""
 
 
+def _page_flags(writable: bool, accessible: bool) -> int:
+    """PTE flags of a user page; an inaccessible one (PROT_NONE) lacks the user
+    bit, so any access from CPL3 faults as on Linux."""
+    return (PTE_PRESENT | (PTE_USER if accessible else 0)
+            | (PTE_WRITABLE if writable and accessible else 0))
+
+
 class FrameAllocator:
     """Hands out 4 KiB frames of guest RAM from ``start`` up; freed frames
     are reused (zeroed first).  Fresh frames come zero from the host."""
@@ -114,21 +121,23 @@ class AddressSpace:
         table = self._table_for(vpn)
         self._write_u64(table + 8 * (vpn & 0x1FF), entry)
 
-    def map_page(self, address: int, frame: int, *, writable: bool) -> None:
+    def map_page(self, address: int, frame: int, *, writable: bool,
+                 accessible: bool = True) -> None:
         vpn = address >> PAGE_SHIFT
-        entry = frame | PTE_PRESENT | PTE_USER | (PTE_WRITABLE if writable else 0)
+        entry = frame | _page_flags(writable, accessible)
         if vpn in self.pages:
             self.tlb_flush_needed = True
         self.pages[vpn] = entry
         self._set_pte(vpn, entry)
 
-    def map_anonymous(self, address: int, length: int, *, writable: bool) -> None:
+    def map_anonymous(self, address: int, length: int, *, writable: bool,
+                      accessible: bool = True) -> None:
         """Map fresh zero frames (physically contiguous) at ``[address, +length)``;
         pages already mapped there are replaced."""
         count = (length + PAGE_MASK) >> PAGE_SHIFT
         self.unmap(address, count << PAGE_SHIFT)
         frame = self.frames.alloc_run(count)
-        flags = PTE_PRESENT | PTE_USER | (PTE_WRITABLE if writable else 0)
+        flags = _page_flags(writable, accessible)
         vpn = address >> PAGE_SHIFT
         pages = self.pages
         for index in range(count):
@@ -162,12 +171,15 @@ class AddressSpace:
                 self._set_pte(target + index, entry)
         self.tlb_flush_needed = True
 
-    def is_writable(self, address: int) -> bool:
-        entry = self.pages.get(address >> PAGE_SHIFT)
-        return entry is not None and bool(entry & PTE_WRITABLE)
+    def protection(self, address: int) -> tuple[bool, bool]:
+        """``(writable, accessible)`` of the mapped page at ``address``."""
+        entry = self.pages.get(address >> PAGE_SHIFT, 0)
+        return bool(entry & PTE_WRITABLE), bool(entry & PTE_USER)
 
-    def protect(self, address: int, length: int, *, writable: bool) -> bool:
-        """Change the write right of mapped pages; False if a page is unmapped."""
+    def protect(self, address: int, length: int, *, writable: bool,
+                accessible: bool = True) -> bool:
+        """Change the rights of mapped pages (PROT_NONE: not ``accessible``,
+        kept mapped but reserved to the kernel); False if a page is unmapped."""
         first = address >> PAGE_SHIFT
         pages = self.pages
         vpns = range(first, first + ((length + PAGE_MASK) >> PAGE_SHIFT))
@@ -175,7 +187,7 @@ class AddressSpace:
             return False
         for vpn in vpns:
             old = pages[vpn]
-            entry = (old | PTE_WRITABLE) if writable else (old & ~PTE_WRITABLE)
+            entry = (old & _ADDRESS_MASK) | _page_flags(writable, accessible)
             if entry != old:
                 pages[vpn] = entry
                 self._set_pte(vpn, entry)
@@ -205,7 +217,7 @@ class AddressSpace:
         if address < 0 or end > USER_END:
             return None
         pages = self.pages
-        need = PTE_WRITABLE if write else 0
+        need = PTE_USER | PTE_WRITABLE if write else PTE_USER
         vpn = address >> PAGE_SHIFT
         entry = pages.get(vpn)
         if entry is None or entry & need != need:

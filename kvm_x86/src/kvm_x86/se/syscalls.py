@@ -47,6 +47,11 @@ _STATX_SIZE: Final = 256
 STATX_BASIC_STATS: Final = 0x7FF
 
 
+def _accessible(prot: int) -> bool:
+    """A mapping the program may touch at all (not PROT_NONE)."""
+    return bool(prot & (PROT_READ | PROT_WRITE | PROT_EXEC))
+
+
 def _timestamp(nanoseconds: int) -> tuple[int, int]:
     return nanoseconds // 10**9, nanoseconds % 10**9
 
@@ -63,7 +68,9 @@ MAP_PRIVATE: Final = 0x02
 MAP_FIXED: Final = 0x10
 MAP_ANONYMOUS: Final = 0x20
 MAP_FIXED_NOREPLACE: Final = 0x100000
+PROT_READ: Final = 1
 PROT_WRITE: Final = 2
+PROT_EXEC: Final = 4
 MREMAP_MAYMOVE: Final = 1
 MREMAP_FIXED: Final = 2
 PR_SET_NAME: Final = 15
@@ -536,7 +543,8 @@ class Syscalls:
             if start < 0:
                 return -errno.ENOMEM
         try:
-            self.space.map_anonymous(start, size, writable=bool(prot & PROT_WRITE))
+            self.space.map_anonymous(start, size, writable=bool(prot & PROT_WRITE),
+                                     accessible=_accessible(prot))
         except OutOfGuestMemoryError:
             return -errno.ENOMEM
         if data:
@@ -565,7 +573,8 @@ class Syscalls:
             return -errno.EINVAL
         if length == 0:
             return 0
-        ok = self.space.protect(address, length, writable=bool(prot & PROT_WRITE))
+        ok = self.space.protect(address, length, writable=bool(prot & PROT_WRITE),
+                                accessible=_accessible(prot))
         return 0 if ok else -errno.ENOMEM
 
     def sys_mremap(self, old: int, old_size: int, new_size: int, flags: int,
@@ -579,7 +588,7 @@ class Syscalls:
         space = self.space
         if old_size == 0 or old + old_size > USER_END or not space.is_mapped(old, old_size):
             return -errno.EFAULT
-        writable = space.is_writable(old)
+        writable, accessible = space.protection(old)
         if flags & MREMAP_FIXED:
             if new_address & PAGE_MASK or new_address + new_size > USER_END:
                 return -errno.EINVAL
@@ -591,7 +600,8 @@ class Syscalls:
             return old
         elif old + new_size <= USER_END and space.is_free(old + old_size, new_size - old_size):
             try:
-                space.map_anonymous(old + old_size, new_size - old_size, writable=writable)
+                space.map_anonymous(old + old_size, new_size - old_size, writable=writable,
+                                    accessible=accessible)
             except OutOfGuestMemoryError:
                 return -errno.ENOMEM
             return old
@@ -607,7 +617,8 @@ class Syscalls:
         space.unmap(old, old_size)  # the part a shrink left behind
         if new_size > kept:
             try:
-                space.map_anonymous(target + kept, new_size - kept, writable=writable)
+                space.map_anonymous(target + kept, new_size - kept, writable=writable,
+                                    accessible=accessible)
             except OutOfGuestMemoryError:
                 return -errno.ENOMEM
         return target
