@@ -39,6 +39,9 @@ SCRIPTS = [
     "yes | head -n 3; echo status $?",
     "yes | (head -n 1; exit 0); /bin/busybox true; echo $?",
     "sh -c 'exit 5'; echo child $?",
+    # background jobs: the wait builtin sleeps in rt_sigsuspend for SIGCHLD
+    "sleep 1 & wait; echo waited $?",
+    "(exit 4) & echo started; wait $!; echo got $?",
 ]
 
 

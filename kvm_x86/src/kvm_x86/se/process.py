@@ -360,9 +360,12 @@ class Process:
             # reachable and a remapped one shows its old frame.
             self.machine.vm.forget_guest_translations()
         _RESULT.pack_into(self.view, kernel.MAILBOX_RESULT, result & _MASK64)
-        if self.signals.pending and self.status is None:
+        signals = self.signals
+        if signals.pending and self.status is None:
             registers = self._user_registers(in_stub=True, rax=result)
             self._deliver_signals(registers, in_stub=True)
+        if signals.suspended_mask is not None:  # rt_sigsuspend, no frame took it
+            signals.mask, signals.suspended_mask = signals.suspended_mask, None
         return 0
 
     def _record(self, number: int, started: int) -> None:

@@ -34,7 +34,10 @@ SIGINT: Final = 2
 SIGKILL: Final = 9
 SIGSEGV: Final = 11
 SIGPIPE: Final = 13
+SIGCHLD: Final = 17
 SIGSTOP: Final = 19
+#: si_code of a SIGCHLD for a child that exited
+CLD_EXITED: Final = 1
 SI_USER: Final = 0
 SI_KERNEL: Final = 0x80
 
@@ -110,6 +113,9 @@ class Signals:
         self.on_host_signal: Callable[[], None] | None = None
         #: set when a host signal arrives for the guest: ends a sleep early
         self.wakeup = threading.Event()
+        #: the mask rt_sigsuspend replaced: the next frame saves it (so
+        #: rt_sigreturn puts it back), or it is restored at once
+        self.suspended_mask: int | None = None
 
     # -- dispositions ---------------------------------------------------
     def action(self, signo: int) -> tuple[int, int, int, int]:
@@ -183,20 +189,22 @@ def build_frame(
     uc = frame + 8
     siginfo = uc + UCONTEXT_SIZE
     gprs = regs.gprs
+    saved_mask = signals.mask if signals.suspended_mask is None else signals.suspended_mask
     context = _SIGCONTEXT.pack(
         *(gprs[name] & _MASK64 for name in SIGCONTEXT_GPRS),
         regs.rip, regs.rflags, 0x2B, 0, 0, 0x23,
-        fault.error_code, fault.trapno, signals.mask, fault.cr2, 0,
+        fault.error_code, fault.trapno, saved_mask, fault.cr2, 0,
     )
     data = (
         struct.pack("<Q", restorer)
         + _UC_HEAD.pack(UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS, 0, 0, SS_DISABLE, 0)
         + context
-        + struct.pack("<Q", signals.mask)
+        + struct.pack("<Q", saved_mask)
         + _SIGINFO.pack(info.signo, 0, info.code, 0, info.value, 0, 0)
     )
     if not space.write(frame, data):
         return None
+    signals.suspended_mask = None
     signals.mask |= action_mask
     if not flags & SA_NODEFER:
         signals.mask |= 1 << (info.signo - 1)

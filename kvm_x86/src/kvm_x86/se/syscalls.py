@@ -22,7 +22,11 @@ from typing import Final
 from kvm_x86.se.address_space import PAGE_MASK, USER_END, AddressSpace, OutOfGuestMemoryError
 from kvm_x86.se.names import NUMBERS
 from kvm_x86.se.signals import (
+    CLD_EXITED,
     SI_USER,
+    SIG_DFL,
+    SIG_IGN,
+    SIGCHLD,
     SIGKILL,
     SIGSTOP,
     SS_DISABLE,
@@ -45,6 +49,14 @@ _STATX_SIZE: Final = 256
 #: what statx fills: type, mode, nlink, uid, gid, atime, mtime, ctime, ino,
 #: size, blocks (no birth time)
 STATX_BASIC_STATS: Final = 0x7FF
+
+
+def _a_child_exited() -> bool:
+    """A child process has ended and waits to be reaped (it is left so)."""
+    try:
+        return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return False
 
 
 def _accessible(prot: int) -> bool:
@@ -816,6 +828,26 @@ class Syscalls:
                 return -errno.EINVAL
             signals.mask &= ~UNBLOCKABLE
         return 0
+
+    def sys_rt_sigsuspend(self, address: int, size: int, *_: int) -> int:
+        """Wait with ``mask`` for a signal the program handles. A child's exit
+        is seen by polling (busybox sh's ``wait`` waits here for SIGCHLD)."""
+        if size != 8:
+            return -errno.EINVAL
+        value = self.space.read_u64(address)
+        if value is None:
+            return -errno.EFAULT
+        signals = self.signals
+        old, signals.mask = signals.mask, value & ~UNBLOCKABLE
+        while not signals.pending & ~signals.mask:
+            handler = signals.action(SIGCHLD)[0]
+            if handler not in (SIG_DFL, SIG_IGN) and _a_child_exited():
+                signals.raise_signal(SignalInfo(SIGCHLD, CLD_EXITED))
+                continue
+            signals.wakeup.clear()
+            signals.wakeup.wait(0.005)
+        signals.suspended_mask = old  # the handler's frame saves it
+        return -errno.EINTR
 
     def sys_rt_sigpending(self, address: int, size: int, *_: int) -> int:
         pending = self.signals.pending & self.signals.mask
