@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from kvm_arm.thread_context import A64_NAMES, ArmThreadContext32, to_a32, to_a64
 from kvm_armv8.arm import regs
 from kvm_armv8.arm.features import VcpuFeatures
 from kvm_armv8.arm.vcpu import BaseArmKvmCPU
-from kvmbase.plugins import dump_sections as plugin_dump_sections
-
-#: the dump sections, in order ("aarch32" is the context's view, read from KVM)
-SECTIONS = ("aarch32", "core", "fpsimd", "sysregs", "timer", "firmware", "invariant", "vcpu",
-            "gic")
 
 
 def _a64_id(name: str) -> int:
@@ -90,48 +86,10 @@ class ArmKvmCPU(BaseArmKvmCPU):
         self._check_invariants()
 
     # -- dumps ----------------------------------------------------------
-    def _ids(self, section: str) -> list[int]:
-        listed = self.reg_list
-        if section == "core":
-            return [regs.core_id(name) for name in regs.GP_NAMES]
-        if section == "fpsimd":
-            return [regs.core_id(name) for name in regs.FP_NAMES]
-        if section == "timer":
-            return [i for i in regs.TIMER_IDS.values() if i in listed]
-        if section == "invariant":
-            return [i for i in listed if regs.is_invariant(i)]
-        groups = {"sysregs": (regs.RegGroup.SYSREG,),
-                  "firmware": (regs.RegGroup.FW, regs.RegGroup.FW_FEAT_BMAP)}
-        timer = set(regs.TIMER_IDS.values())
-        return [i for i in listed if regs.group_of(i) in groups[section]
-                and not regs.is_invariant(i) and i not in timer]
-
     def dump_aarch32(self) -> dict[str, int]:
         """The AArch32 registers as KVM holds them now."""
         a64 = {name: _as_int(self.read_reg_id(reg_id)) for reg_id, name in self._named.items()}
         return to_a32(a64)
 
-    def dump_sections(self) -> tuple[str, ...]:
-        own = tuple(s for s in SECTIONS if s != "gic" or self.gic is not None)
-        return own + tuple(plugin_dump_sections(self))
-
-    def dump(self, *sections: str) -> dict[str, Any]:
-        """Structured vCPU state read from KVM now (the context is untouched)."""
-        extra = plugin_dump_sections(self)
-        result: dict[str, Any] = {}
-        for section in sections or self.dump_sections():
-            if section == "aarch32":
-                result[section] = self.dump_aarch32()
-            elif section == "vcpu":
-                result[section] = self.dump_host()
-            elif section == "gic" and self.gic is not None:
-                result[section] = self.gic.dump()
-            elif section in SECTIONS and section != "gic":
-                result[section] = self.dump_registers(self._ids(section))
-            elif section in extra:
-                result[section] = extra[section]()
-            else:
-                raise KeyError(
-                    f"no dump section {section!r}; sections: {', '.join(self.dump_sections())}"
-                )
-        return result
+    def own_dump_sections(self) -> dict[str, Callable[[], Any]]:
+        return {"aarch32": self.dump_aarch32, **super().own_dump_sections()}

@@ -16,7 +16,8 @@ in their dumps.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kvm_armv8.arm import abi as arm_abi
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _E2BIG = 7
+
+
+#: the dump sections every ARM vCPU has, in order
+DUMP_SECTIONS = ("core", "fpsimd", "sysregs", "timer", "firmware", "invariant", "vcpu", "gic")
 
 
 class BaseArmKvmCPU(BaseKvmCPU):
@@ -253,6 +258,49 @@ class BaseArmKvmCPU(BaseKvmCPU):
             # features KVM_ARM_VCPU_INIT must be given again unchanged.
             self.mpidr, self.features, self.gic = other.mpidr, other.features, other.gic
         super().take_over_from(other)
+
+    # ------------------------------------------------------------------
+    # Dumps
+    # ------------------------------------------------------------------
+    def _ids(self, section: str) -> list[int]:
+        """The listed register ids a register-group dump section shows."""
+        listed = self.reg_list
+        if section == "core":
+            return [regs.core_id(name) for name in regs.GP_NAMES]
+        if section == "fpsimd":
+            return [regs.core_id(name) for name in regs.FP_NAMES]
+        if section == "timer":
+            return [i for i in regs.TIMER_IDS.values() if i in listed]
+        if section == "invariant":
+            return [i for i in listed if regs.is_invariant(i)]
+        groups = {"sysregs": (regs.RegGroup.SYSREG,),
+                  "firmware": (regs.RegGroup.FW, regs.RegGroup.FW_FEAT_BMAP)}
+        timer = set(regs.TIMER_IDS.values())
+        return [i for i in listed if regs.group_of(i) in groups[section]
+                and not regs.is_invariant(i) and i not in timer]
+
+    def own_dump_sections(self) -> dict[str, Callable[[], Any]]:
+        """This vCPU's dump sections in order; a subclass may add its own."""
+        own: dict[str, Callable[[], Any]] = {}
+        for section in DUMP_SECTIONS:
+            if section == "vcpu":
+                own[section] = self.dump_host
+            elif section == "gic":
+                if self.gic is not None:
+                    own[section] = self.gic.dump
+            else:
+                own[section] = partial(self._dump_group, section)
+        return own
+
+    def _dump_group(self, section: str) -> Any:
+        return self.dump_registers(self._ids(section))
+
+    def dump_sections(self) -> tuple[str, ...]:
+        return self.collect_dump_sections(tuple(self.own_dump_sections()))
+
+    def dump(self, *sections: str) -> dict[str, Any]:
+        """Structured vCPU state read from KVM now (the context is untouched)."""
+        return self.collect_dump(sections, self.own_dump_sections())
 
     # ------------------------------------------------------------------
     # Interrupt lines
