@@ -39,4 +39,4 @@ def new_plugin(name: str, directory: Path, host: str | None) -> None:
     for path in written:
         click.echo(f"  {path.relative_to(root)}")
     click.echo(f"next: pip install -e {root} && pytest {root / 'tests'}; "
-               f"then grep -rn 'TODO(arch)' {root}")
+               f"then grep -rn '# TODO(arch):' {root}/src {root}/tests")
