@@ -1,5 +1,5 @@
 """What tests/kvm_armv8 and tests/kvm_arm share: their test guests, built or
-prebuilt, and the recording MMIO device."""
+prebuilt, the recording MMIO device, and machines made of the two."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 from conftest import skip_host_lacks  # tests/conftest.py
 
+from kvmbase import Machine
 from kvmbase.sim.bus import Device
+
+#: where the tests' Recorder sits, and the RAM of their machines
+RECORDER_ADDRESS = 0x0A000000
+RAM_BASE = 0x40000000
 
 
 def load_guest_builder(folder: Path) -> Any:
@@ -76,3 +81,36 @@ class Recorder(Device):
 
     def unserialize(self, state: dict[str, Any]) -> None:
         self.writes = [(int(o), int(s), int(v)) for o, s, v in state["writes"]]
+
+
+MachineFactory = Callable[..., tuple[Machine, Recorder]]
+
+
+def add_recorder(machine: Machine) -> Recorder:
+    """Put a fresh :class:`Recorder` on ``machine`` (``Machine.restore``'s before_load)."""
+    recorder = Recorder()
+    machine.add_device(recorder, RECORDER_ADDRESS, 0x1000)
+    return recorder
+
+
+def machine_config(arch: str, image: Path, entry: int, cpu: dict[str, Any] | None = None,
+                   **section: Any) -> dict[str, Any]:
+    """A machine of ``arch``: 16 MiB at RAM_BASE, ``image`` at ``entry``; the
+    keywords are the ``[arch]`` section (the UART stays quiet unless given)."""
+    section.setdefault("uart", {"output": "none"})
+    return {
+        "arch": arch,
+        "vm": {"ram_base": RAM_BASE, "ram_size": "16MiB"},
+        "cpu": cpu or {},
+        "image": {"path": str(image), "load_address": entry},
+        arch: section,
+    }
+
+
+def machine_with_recorder(machines: list[Machine], arch: str, image: Path, entry: int,
+                          **section: Any) -> tuple[Machine, Recorder]:
+    """A machine (added to ``machines``, closed after the test) with a Recorder."""
+    machine = Machine.from_data(machine_config(arch, image, entry, **section),
+                                uart_output="none")
+    machines.append(machine)
+    return machine, add_recorder(machine)

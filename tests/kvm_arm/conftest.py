@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arm_support import Recorder, guest_getter
+from arm_support import (
+    MachineFactory,
+    Recorder,
+    add_recorder,
+    guest_getter,
+    machine_with_recorder,
+)
 from conftest import skip_host_lacks  # tests/conftest.py
 
 from kvm_arm.guests import toolchain
@@ -23,8 +29,6 @@ from kvmbase import Machine
 
 ARM64_HOST = platform.machine() in ("aarch64", "arm64")
 HERE = Path(__file__).resolve().parent
-RECORDER_ADDRESS = 0x0A000000
-RAM_BASE = 0x40000000
 ENTRY = 0x40008000
 
 
@@ -65,42 +69,17 @@ def a32_guest(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]
                         tmp_path_factory)
 
 
-def arm_config(image: Path, **section: Any) -> dict[str, Any]:
-    """An arm machine: 16 MiB at 0x40000000, the image at the entry."""
-    section.setdefault("uart", {"output": "none"})
-    return {
-        "arch": "arm",
-        "vm": {"ram_base": RAM_BASE, "ram_size": "16MiB"},
-        "image": {"path": str(image), "load_address": ENTRY},
-        "arm": section,
-    }
-
-
-MachineFactory = Callable[..., tuple[Machine, Recorder]]
-
-
 @pytest.fixture
 def arm(machines: list[Machine], a32_guest: Callable[[str], Path]) -> MachineFactory:
     """``arm(guest_name, **arm_section)`` -> (machine, recorder at 0x0A000000)."""
 
     def make(guest: str, **section: Any) -> tuple[Machine, Recorder]:
-        machine = Machine.from_data(arm_config(a32_guest(guest), **section),
-                                    uart_output="none")
-        machines.append(machine)
-        recorder = Recorder()
-        machine.add_device(recorder, RECORDER_ADDRESS, 0x1000)
-        return machine, recorder
+        return machine_with_recorder(machines, "arm", a32_guest(guest), ENTRY, **section)
 
     return make
 
 
-@pytest.fixture
-def add_recorder() -> Callable[[Machine], Recorder]:
-    """Put a fresh :class:`Recorder` on a machine (``Machine.restore``'s before_load)."""
-
-    def add(machine: Machine) -> Recorder:
-        recorder = Recorder()
-        machine.add_device(recorder, RECORDER_ADDRESS, 0x1000)
-        return recorder
-
-    return add
+@pytest.fixture(name="add_recorder")
+def add_recorder_fixture() -> Callable[[Machine], Recorder]:
+    """:func:`arm_support.add_recorder`, for ``Machine.restore``'s before_load."""
+    return add_recorder

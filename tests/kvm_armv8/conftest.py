@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arm_support import Recorder, guest_getter
+from arm_support import (
+    MachineFactory,
+    Recorder,
+    add_recorder,
+    guest_getter,
+    machine_with_recorder,
+)
 from conftest import skip_host_lacks  # tests/conftest.py
 
 from kvm_armv8.guests import toolchain
@@ -27,8 +33,6 @@ from kvmbase import Machine
 
 ARM64_HOST = platform.machine() in ("aarch64", "arm64")
 HERE = Path(__file__).resolve().parent
-RECORDER_ADDRESS = 0x0A000000
-RAM_BASE = 0x40000000
 ENTRY = 0x40080000
 
 
@@ -101,47 +105,17 @@ def arm_guest(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]
                         tmp_path_factory)
 
 
-def armv8_config(image: Path, **section: Any) -> dict[str, Any]:
-    """An armv8 machine: 16 MiB at 0x40000000, the image at the entry."""
-    section.setdefault("uart", {"output": "none"})
-    return {
-        "arch": "armv8",
-        "vm": {"ram_base": RAM_BASE, "ram_size": "16MiB"},
-        "image": {"path": str(image), "load_address": ENTRY},
-        "armv8": section,
-    }
-
-
-def armv8_machine(machines: list[Machine], image: Path,
-                  **section: Any) -> tuple[Machine, Recorder]:
-    """A machine with a :class:`Recorder` at 0x0A000000."""
-    machine = Machine.from_data(armv8_config(image, **section), uart_output="none")
-    machines.append(machine)
-    recorder = Recorder()
-    machine.add_device(recorder, RECORDER_ADDRESS, 0x1000)
-    return machine, recorder
-
-
-MachineFactory = Callable[..., tuple[Machine, Recorder]]
-
-
 @pytest.fixture
 def armv8(machines: list[Machine], arm_guest: Callable[[str], Path]) -> MachineFactory:
     """``armv8(guest_name, **armv8_section)`` -> (machine, recorder); closed after the test."""
 
     def make(guest: str, **section: Any) -> tuple[Machine, Recorder]:
-        return armv8_machine(machines, arm_guest(guest), **section)
+        return machine_with_recorder(machines, "armv8", arm_guest(guest), ENTRY, **section)
 
     return make
 
 
-@pytest.fixture
-def add_recorder() -> Callable[[Machine], Recorder]:
-    """Put a fresh :class:`Recorder` on a machine (``Machine.restore``'s before_load)."""
-
-    def add(machine: Machine) -> Recorder:
-        recorder = Recorder()
-        machine.add_device(recorder, RECORDER_ADDRESS, 0x1000)
-        return recorder
-
-    return add
+@pytest.fixture(name="add_recorder")
+def add_recorder_fixture() -> Callable[[Machine], Recorder]:
+    """:func:`arm_support.add_recorder`, for ``Machine.restore``'s before_load."""
+    return add_recorder
