@@ -31,6 +31,7 @@ from typing import Any, Final, TextIO
 
 from kvm_x86.cpu import X86KvmCPU
 from kvm_x86.parts.cpuid import Cpuid
+from kvm_x86.parts.fpu import legacy_state, pack_legacy
 from kvm_x86.parts.msrs import Msrs
 from kvm_x86.parts.registers import GeneralRegisters
 from kvm_x86.se import execve, fork, kernel, signals
@@ -40,7 +41,7 @@ from kvm_x86.se.names import NUMBERS, syscall_name
 from kvm_x86.se.signals import SI_USER, SIG_DFL, SIG_IGN, SIGPIPE, SignalInfo, UserRegisters
 from kvm_x86.se.stack import build_initial_stack
 from kvm_x86.se.syscalls import MAX_ERRNO, ProcessExit, Syscalls
-from kvm_x86.thread_context import X86ThreadContext
+from kvm_x86.thread_context import FpuState, X86ThreadContext
 from kvmbase import abi
 from kvmbase.cpu import BaseKvmCPU
 from kvmbase.machine import Machine
@@ -472,8 +473,14 @@ class Process:
                     continue
                 self._die(info.signo)
                 return
+            tc = self.cpu.get_context()
+            assert isinstance(tc, X86ThreadContext)
+            image = bytearray(signals.FPSTATE_SIZE)
+            pack_legacy(image, tc.fpu)
             entered = signals.build_frame(self.space, self.signals, info, registers,
-                                          fault or signals.Fault())
+                                          fault or signals.Fault(), bytes(image))
+            # As Linux, the handler starts with a clean x87/SSE state.
+            tc.fpu = FpuState()
             if entered is None:
                 self._die(signals.SIGSEGV)
                 return
@@ -488,6 +495,14 @@ class Process:
         current = self._user_registers(in_stub=True)
         restored = signals.restore_frame(self.space, self.signals, current.gprs["rsp"],
                                          current.rflags)
+        if restored is not None and restored.fpstate:
+            image = self.space.read(restored.fpstate, signals.FPSTATE_SIZE)
+            if image is None:
+                restored = None
+            else:
+                tc = self.cpu.get_context()
+                assert isinstance(tc, X86ThreadContext)
+                tc.fpu = legacy_state(image)
         if restored is None:
             self._die(signals.SIGSEGV)
             return 0

@@ -7,9 +7,9 @@ mode, when not blocked: ignored, the default action (most end the process:
 status 128 + signal), or a frame on the user stack and a jump to the
 handler.  ``rt_sigreturn`` reads the registers back from the frame.
 
-Not kept across a handler: the x87/SSE state (``uc_mcontext.fpstate`` is
-NULL, as Linux leaves it for a task that never used the FPU).  Alternate
-signal stacks (``sigaltstack``) are not supported.
+The frame carries the x87/SSE state as an FXSAVE image (``fpstate``); the
+upper halves of the AVX registers are not kept.  Alternate signal stacks
+(``sigaltstack``) are not supported.
 """
 
 from __future__ import annotations
@@ -60,6 +60,11 @@ _SIGINFO = struct.Struct("<iiii3Q96x")  # signo, errno, code, pad, union words
 UCONTEXT_SIZE: Final = _UC_HEAD.size + _SIGCONTEXT.size + 8  # 304
 SIGINFO_SIZE: Final = 128
 FRAME_SIZE: Final = 8 + UCONTEXT_SIZE + SIGINFO_SIZE
+#: the x87/SSE state in a frame: the FXSAVE image, 64-byte aligned, as Linux
+#: writes it where XSAVE is not used
+FPSTATE_SIZE: Final = 512
+#: index of ``fpstate`` in the unpacked sigcontext
+_FPSTATE_FIELD: Final = 26
 UC_SIGCONTEXT_SS: Final = 2
 UC_STRICT_RESTORE_SS: Final = 4
 SS_DISABLE: Final = 2
@@ -89,6 +94,8 @@ class UserRegisters:
     gprs: dict[str, int]
     rip: int
     rflags: int
+    #: where a signal frame keeps the x87/SSE state (sigcontext.fpstate), 0 if none
+    fpstate: int = 0
 
 
 @dataclass(frozen=True)
@@ -177,14 +184,21 @@ def build_frame(
     info: SignalInfo,
     regs: UserRegisters,
     fault: Fault,
+    fpstate: bytes = b"",
 ) -> UserRegisters | None:
     """Write an ``rt_sigframe`` below the user stack for ``info`` and return
     the registers that enter the handler; ``None`` if the frame cannot be
-    written (the process then dies of SIGSEGV, as on Linux)."""
+    written (the process then dies of SIGSEGV, as on Linux). ``fpstate``, the
+    interrupted code's FXSAVE image, goes below the red zone first."""
     handler, flags, restorer, action_mask = signals.action(info.signo)
     if not flags & SA_RESTORER:
         return None
     sp = regs.gprs["rsp"] - 128  # the red zone
+    fpstate_address = 0
+    if fpstate:
+        fpstate_address = sp = (sp - FPSTATE_SIZE) & ~0x3F
+        if not space.write(fpstate_address, fpstate):
+            return None
     frame = ((sp - FRAME_SIZE) & ~0xF) - 8
     uc = frame + 8
     siginfo = uc + UCONTEXT_SIZE
@@ -193,7 +207,7 @@ def build_frame(
     context = _SIGCONTEXT.pack(
         *(gprs[name] & _MASK64 for name in SIGCONTEXT_GPRS),
         regs.rip, regs.rflags, 0x2B, 0, 0, 0x23,
-        fault.error_code, fault.trapno, saved_mask, fault.cr2, 0,
+        fault.error_code, fault.trapno, saved_mask, fault.cr2, fpstate_address,
     )
     data = (
         struct.pack("<Q", restorer)
@@ -229,4 +243,4 @@ def restore_frame(space: AddressSpace, signals: Signals, rsp: int,
     rip, rflags = values[16], values[17]
     signals.mask = struct.unpack_from("<Q", raw, _UC_HEAD.size + _SIGCONTEXT.size)[0]
     rflags = (current_rflags & ~FIX_EFLAGS) | (rflags & FIX_EFLAGS) | 0x202
-    return UserRegisters(gprs, rip, rflags)
+    return UserRegisters(gprs, rip, rflags, values[_FPSTATE_FIELD])
