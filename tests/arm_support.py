@@ -4,6 +4,7 @@ prebuilt, the recording MMIO device, and machines made of the two."""
 from __future__ import annotations
 
 import importlib.util
+import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,20 @@ from conftest import skip_host_lacks  # tests/conftest.py
 
 from kvmbase import Machine
 from kvmbase.sim.bus import Device
+
+ARM64_HOST = platform.machine() in ("aarch64", "arm64")
+
+
+@pytest.fixture(autouse=True)
+def _needs_arm64_kvm(request: pytest.FixtureRequest) -> None:
+    """Skip ``kvm`` tests off arm64: they run inside the ARM harness's guest.
+    (Autouse in the test folders whose conftest imports it.)"""
+    if request.node.get_closest_marker("kvm") and not ARM64_HOST:
+        skip_host_lacks(
+            f"an arm64 KVM host (this one is {platform.machine()}); "
+            "these tests run inside the arm64 guest of the ARM harness"
+        )
+
 
 #: where the tests' Recorder sits, and the RAM of their machines
 RECORDER_ADDRESS = 0x0A000000

@@ -9,7 +9,6 @@ pre-build hook (``armguest_prebuild.py``) built on the host.
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,27 +17,17 @@ import pytest
 from arm_support import (
     MachineFactory,
     Recorder,
+    _needs_arm64_kvm,  # noqa: F401 - autouse: kvm tests need arm64
     add_recorder,
     guest_getter,
     machine_with_recorder,
 )
-from conftest import skip_host_lacks  # tests/conftest.py
 
 from kvm_arm.guests import toolchain
 from kvmbase import Machine
 
-ARM64_HOST = platform.machine() in ("aarch64", "arm64")
 HERE = Path(__file__).resolve().parent
 ENTRY = 0x40008000
-
-
-@pytest.fixture(autouse=True)
-def _needs_arm64_kvm(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("kvm") and not ARM64_HOST:
-        skip_host_lacks(
-            f"an arm64 KVM host (this one is {platform.machine()}); "
-            "these tests run inside the arm64 guest of the ARM harness"
-        )
 
 
 @pytest.fixture(autouse=True)

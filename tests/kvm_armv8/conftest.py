@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ import pytest
 from arm_support import (
     MachineFactory,
     Recorder,
+    _needs_arm64_kvm,  # noqa: F401 - autouse: kvm tests need arm64
     add_recorder,
     guest_getter,
     machine_with_recorder,
@@ -31,18 +31,8 @@ from conftest import skip_host_lacks  # tests/conftest.py
 from kvm_armv8.guests import toolchain
 from kvmbase import Machine
 
-ARM64_HOST = platform.machine() in ("aarch64", "arm64")
 HERE = Path(__file__).resolve().parent
 ENTRY = 0x40080000
-
-
-@pytest.fixture(autouse=True)
-def _needs_arm64_kvm(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("kvm") and not ARM64_HOST:
-        skip_host_lacks(
-            f"an arm64 KVM host (this one is {platform.machine()}); "
-            "these tests run inside the arm64 guest of the ARM harness"
-        )
 
 
 def _cache_dir() -> Path:

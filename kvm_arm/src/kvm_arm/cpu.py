@@ -67,23 +67,9 @@ class ArmKvmCPU(BaseArmKvmCPU):
 
     def update_kvm_state(self) -> None:
         tc = self.thread
-        named = self._named
-        known = self._kvm_values
         a64 = to_a64(tc.regs, tc.a64)
-        for reg_id in self._write_order:
-            name = named.get(reg_id)
-            value: int | bytes
-            if name is not None:
-                value = a64[name]
-            elif reg_id in tc.raw:
-                value = tc.raw[reg_id]
-            else:
-                continue
-            if known.get(reg_id) != value:
-                self.write_reg_id(reg_id, value)
-                known[reg_id] = value
-        tc.a64 = {name: a64[name] for name in named.values()}
-        self._check_invariants()
+        self._write_registers(a64)
+        tc.a64 = {name: a64[name] for name in self._named.values()}
 
     # -- dumps ----------------------------------------------------------
     def dump_aarch32(self) -> dict[str, int]:

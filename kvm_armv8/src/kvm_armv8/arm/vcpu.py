@@ -16,7 +16,7 @@ in their dumps.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -220,15 +220,21 @@ class BaseArmKvmCPU(BaseKvmCPU):
         self._fill_raw(values)
 
     def update_kvm_state(self) -> None:
-        tc = self.thread
+        self._write_registers(self.thread.regs)
+
+    def _write_registers(self, named_values: Mapping[str, int | bytes]) -> None:
+        """Write every listed register KVM does not hold yet, in write order:
+        named ones from ``named_values``, the others from the context's raw
+        values; then check the invariant registers."""
+        raw = self.thread.raw
         named = self._named
         known = self._kvm_values
         for reg_id in self._write_order:
             name = named.get(reg_id)
             if name is not None:
-                value: int | bytes = tc.regs[name]
-            elif reg_id in tc.raw:
-                value = tc.raw[reg_id]
+                value = named_values[name]
+            elif reg_id in raw:
+                value = raw[reg_id]
             else:
                 continue
             if known.get(reg_id) != value:
